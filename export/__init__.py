@@ -1,0 +1,1 @@
+"""Export: model + sample inputs -> verified artifact + manifest -> TorchServe archive."""

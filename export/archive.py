@@ -1,0 +1,123 @@
+"""Bundle an exported model into a TorchServe ``.mar`` with torch-model-archiver, then check it.
+
+Usage: ``python -m export.archive digits [--version 2.0] [--store model_store]``.
+The archive holds the artifact, the model's handler, the shared ``handlers`` package, the
+manifest, the handler's extra files, the sample inputs and the model's ``model-config.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from export.paths import BUILD, HANDLERS, MODEL_STORE, ROOT, model_names
+from export.spec import ModelSpec, load_spec
+from handlers.artifact import MANIFEST_FILE, read_manifest
+
+ARCHIVER = Path(sys.executable).parent / "torch-model-archiver"
+
+
+class ArchiveError(RuntimeError):
+    """An archive is missing a part or its artifact does not match its manifest."""
+
+
+def stage_extra_files(spec: ModelSpec, export_dir: Path, version: str) -> Path:
+    """A folder whose contents land at the archive's root (torch-model-archiver flattens it)."""
+    stage = export_dir / "extra"
+    shutil.rmtree(stage, ignore_errors=True)
+    (stage / "handlers").mkdir(parents=True)
+    # The handler imports `handlers.base` etc.; the archive root is on the worker's sys.path.
+    for module in HANDLERS.glob("*.py"):
+        shutil.copy2(module, stage / "handlers" / module.name)
+    manifest = read_manifest(export_dir) | {"version": version}
+    (stage / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    for name in spec.extra_files:
+        shutil.copy2(spec.folder / name, stage / name)
+    for sample in spec.sample_paths():
+        target = stage / sample.relative_to(spec.folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(sample, target)
+    return stage
+
+
+def build_archive(name: str, version: str | None = None, store: Path = MODEL_STORE, build: Path = BUILD) -> Path:
+    """Archive ``build/<name>`` as ``<store>/<name>.mar`` (``<name>-<version>.mar`` when a version is
+    given that differs from the spec's), check it, and return its path."""
+    spec = load_spec(name)
+    export_dir = build / name
+    manifest = read_manifest(export_dir)
+    version = str(version or spec.version)
+    stage = stage_extra_files(spec, export_dir, version)
+    target = store / (f"{name}.mar" if version == str(spec.version) else f"{name}-{version}.mar")
+    with tempfile.TemporaryDirectory() as tmp:
+        # The archiver stages in $TMPDIR/<model-name>: a private TMPDIR keeps builds apart.
+        command = [
+            str(ARCHIVER),
+            *("--model-name", name, "--version", version),
+            *("--serialized-file", str(export_dir / manifest["artifact"])),
+            *("--handler", str(HANDLERS / f"{spec.handler}.py")),
+            *("--extra-files", str(stage)),
+            *("--config-file", str(spec.folder / "model-config.yaml")),
+            *("--export-path", tmp, "-f"),
+        ]
+        subprocess.run(command, check=True, env=os.environ | {"TMPDIR": tmp})
+        store.mkdir(parents=True, exist_ok=True)
+        shutil.move(Path(tmp) / f"{name}.mar", target)
+    check_archive(target)
+    return target
+
+
+def check_archive(path: Path) -> dict:
+    """Check that an archive holds its manifest, artifact, handler package and config, and that
+    the artifact's sha256 matches the manifest. Returns the manifest."""
+    with zipfile.ZipFile(path) as mar:
+        names = set(mar.namelist())
+        for required in (MANIFEST_FILE, "MAR-INF/MANIFEST.json", "handlers/base.py", "model-config.yaml"):
+            if required not in names:
+                raise ArchiveError(f"{path.name}: {required} is missing from the archive")
+        manifest = json.loads(mar.read(MANIFEST_FILE))
+        if manifest["artifact"] not in names:
+            raise ArchiveError(f"{path.name}: artifact {manifest['artifact']} is missing from the archive")
+        actual = hashlib.sha256(mar.read(manifest["artifact"])).hexdigest()
+        if actual != manifest["sha256"]:
+            raise ArchiveError(f"{path.name}: artifact sha256 {actual} does not match the manifest's {manifest['sha256']}")
+        mar_info = json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]
+        if (mar_info["modelName"], mar_info["modelVersion"]) != (manifest["name"], manifest["version"]):
+            raise ArchiveError(f"{path.name}: MAR-INF names {mar_info['modelName']} {mar_info['modelVersion']}, "
+                               f"the manifest {manifest['name']} {manifest['version']}")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: archive models (exported beforehand by ``python -m export``)."""
+    parser = argparse.ArgumentParser(prog="python -m export.archive", description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", help="model names; default: every model")
+    parser.add_argument("--version", help="archive version (default: the spec's)")
+    parser.add_argument("--store", type=Path, default=MODEL_STORE, help=f"model store (default: {MODEL_STORE.relative_to(ROOT)})")
+    parser.add_argument("--check", type=Path, nargs="+", help="only check these .mar files (default: build)")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            for path in args.check:
+                m = check_archive(path)
+                print(f"{path}: ok ({m['name']} {m['version']}, {m['format']}, sha256 {m['sha256'][:12]}…)")
+            return 0
+        for name in args.models or model_names():
+            path = build_archive(name, args.version, args.store)
+            print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: built and checked")
+    except (ArchiveError, FileNotFoundError, subprocess.CalledProcessError) as err:
+        print(f"archive failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

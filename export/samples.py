@@ -1,0 +1,48 @@
+"""Sample inputs: committed request bodies, read the way TorchServe hands them to a handler."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CONTENT_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".json": "application/json",
+    ".csv": "text/csv",
+    ".txt": "text/plain",
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One committed request body."""
+
+    path: Path
+    content_type: str
+    raw: bytes
+
+    @classmethod
+    def read(cls, path: Path) -> "Sample":
+        """Read a sample file; its content type follows from its extension."""
+        return cls(path, CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"), path.read_bytes())
+
+    @property
+    def value(self) -> Any:
+        """The body as a handler receives it (see ts/protocol/otf_message_handler.py)."""
+        return torchserve_value(self.raw, self.content_type)
+
+
+def torchserve_value(raw: bytes, content_type: str) -> Any:
+    """Parse a body as TorchServe's worker does: JSON parsed, text decoded, anything else bytes."""
+    try:
+        if content_type == "application/json":
+            return json.loads(raw.decode("utf-8"))
+        if content_type.startswith("text"):
+            return raw.decode("utf-8")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        pass  # TorchServe forwards the undecodable payload as bytes; so do we.
+    return raw

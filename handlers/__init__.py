@@ -1,0 +1,1 @@
+"""TorchServe handlers: one shared base (``base.py``) and one thin class per model."""
