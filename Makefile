@@ -23,6 +23,8 @@ help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: / -- /'
 
 $(VENV)/.installed: requirements.txt
+	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || { echo "TorchServe needs Java 17; installing it"; \
+	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt

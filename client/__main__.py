@@ -14,18 +14,22 @@ from export.samples import CONTENT_TYPES
 def parser() -> argparse.ArgumentParser:
     """One parser, every flag with its default."""
     p = argparse.ArgumentParser(prog="python -m client", description="Talk to the project's TorchServe.")
-    p.add_argument("--config", type=Path, default=Path("config.properties"), help="addresses from (default: config.properties)")
+    p.add_argument(
+        "--config", type=Path, default=Path("config.properties"), help="addresses from (default: config.properties)"
+    )
     p.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="tokens from (default: key_file.json)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("ping", help="server health")
     sub.add_parser("list", help="registered models")
     d = sub.add_parser("describe", help="a model's versions and workers")
     d.add_argument("model")
-    d.add_argument("--version", help="one version (default: all)")
+    d.add_argument("--version", default="all", help="one version (default: all)")
     r = sub.add_parser("register", help="register archives from the model store, by file name")
     r.add_argument("archives", nargs="+", help="e.g. digits.mar")
     r.add_argument("--workers", type=int, default=1, help="initial workers (default: 1)")
-    r.add_argument("--skip-registered", action="store_true", help="no error for a model already registered (default: off)")
+    r.add_argument(
+        "--skip-registered", action="store_true", help="no error for a model already registered (default: off)"
+    )
     s = sub.add_parser("scale", help="set a model's worker count")
     s.add_argument("model")
     s.add_argument("workers", type=int)

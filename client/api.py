@@ -54,7 +54,7 @@ class TorchServeClient:
         self.session = requests.Session()
 
     @classmethod
-    def from_config(cls, config: Path, key_file: Path | None = Path("key_file.json"), **kwargs) -> "TorchServeClient":
+    def from_config(cls, config: Path, key_file: Path | None = Path("key_file.json"), **kwargs) -> TorchServeClient:
         """A client for the addresses a config.properties sets."""
         props = read_properties(config)
         return cls(props["inference_address"], props["management_address"], key_file, **kwargs)
@@ -83,7 +83,9 @@ class TorchServeClient:
         """``GET /ping``: ``{"status": "Healthy"}`` once every model has its minimum workers."""
         return self._call("inference", "GET", "/ping", "ping")
 
-    def predict(self, model: str, body: bytes | dict | list, content_type: str | None = None, version: str | None = None) -> Any:
+    def predict(
+        self, model: str, body: bytes | dict | list, content_type: str | None = None, version: str | None = None
+    ) -> Any:
         """``POST /predictions/{model}[/{version}]`` with raw bytes or a JSON document."""
         path = f"/predictions/{model}" + (f"/{version}" if version else "")
         if isinstance(body, (dict, list)):
@@ -96,9 +98,11 @@ class TorchServeClient:
         """``GET /models``: every registered model with its default version's archive."""
         return self._call("management", "GET", "/models", "list")["models"]
 
-    def describe(self, model: str, version: str | None = None) -> list[dict]:
-        """``GET /models/{model}[/{version}|/all]``: versions, workers, batch settings."""
-        return self._call("management", "GET", f"/models/{model}/{version or 'all'}", f"describe {model}")
+    def describe(self, model: str, version: str | None = "all") -> list[dict]:
+        """``GET /models/{model}/{version}``: workers and batch settings of one version, of ``all``
+        (the default), or of the default version when ``version`` is None."""
+        path = f"/models/{model}" + (f"/{version}" if version else "")
+        return self._call("management", "GET", path, f"describe {model}")
 
     def register(self, archive: str, initial_workers: int = 1, synchronous: bool = True) -> dict:
         """``POST /models``: load an archive from the model store, by file name."""

@@ -41,7 +41,12 @@ class Server:
     @property
     def env(self) -> dict:
         tmp, log = self.state / "tmp", self.state / "log"
-        return os.environ | {"TMPDIR": str(tmp), "TEMP": str(tmp), "LOG_LOCATION": str(log), "METRICS_LOCATION": str(log)}
+        return os.environ | {
+            "TMPDIR": str(tmp),
+            "TEMP": str(tmp),
+            "LOG_LOCATION": str(log),
+            "METRICS_LOCATION": str(log),
+        }
 
     @property
     def log_dir(self) -> Path:
@@ -80,7 +85,9 @@ class Server:
         command += [] if snapshots else ["--ncs"]
         with open(self.log_dir / "torchserve.out", "ab") as out:
             # Redirected: torchserve --start leaves a server attached to our stdout otherwise.
-            subprocess.run(command, cwd=self.workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=60)
+            subprocess.run(
+                command, cwd=self.workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=60
+            )
         self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float) -> None:
@@ -105,7 +112,9 @@ class Server:
         if pid and psutil.pid_exists(pid):
             frontend = psutil.Process(pid)
             procs = [frontend, *frontend.children(recursive=True)]
-        subprocess.run([str(TORCHSERVE), "--stop"], cwd=self.workdir, env=self.env, capture_output=True, timeout=timeout)
+        subprocess.run(
+            [str(TORCHSERVE), "--stop"], cwd=self.workdir, env=self.env, capture_output=True, timeout=timeout
+        )
         _, alive = psutil.wait_procs(procs, timeout=timeout)
         for proc in alive:  # A worker that outlived its frontend would hold memory and a port.
             proc.kill()
@@ -120,7 +129,9 @@ def project_server() -> Server:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line for `make serve` / `make stop`."""
-    parser = argparse.ArgumentParser(prog="python -m client.server", description="Start or stop the project's TorchServe.")
+    parser = argparse.ArgumentParser(
+        prog="python -m client.server", description="Start or stop the project's TorchServe."
+    )
     parser.add_argument("action", choices=("start", "stop", "status"), help="what to do")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for /ping (default: 120)")
     args = parser.parse_args(argv)
@@ -130,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"TorchServe already running (pid {server.pid}); `make stop` first to restart it")
             return 0
         if not shutil.which("java") and not os.environ.get("JAVA_HOME"):
-            print("TorchServe needs Java 17: install a JDK (e.g. apt-get install openjdk-17-jre-headless)", file=sys.stderr)
+            print(
+                "TorchServe needs Java 17: install a JDK (e.g. apt-get install openjdk-17-jre-headless)",
+                file=sys.stderr,
+            )
             return 1
         try:
             server.start(args.timeout)

@@ -88,11 +88,15 @@ def check_archive(path: Path) -> dict:
             raise ArchiveError(f"{path.name}: artifact {manifest['artifact']} is missing from the archive")
         actual = hashlib.sha256(mar.read(manifest["artifact"])).hexdigest()
         if actual != manifest["sha256"]:
-            raise ArchiveError(f"{path.name}: artifact sha256 {actual} does not match the manifest's {manifest['sha256']}")
+            raise ArchiveError(
+                f"{path.name}: artifact sha256 {actual} does not match the manifest's {manifest['sha256']}"
+            )
         mar_info = json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]
         if (mar_info["modelName"], mar_info["modelVersion"]) != (manifest["name"], manifest["version"]):
-            raise ArchiveError(f"{path.name}: MAR-INF names {mar_info['modelName']} {mar_info['modelVersion']}, "
-                               f"the manifest {manifest['name']} {manifest['version']}")
+            raise ArchiveError(
+                f"{path.name}: MAR-INF names {mar_info['modelName']} {mar_info['modelVersion']}, "
+                f"the manifest {manifest['name']} {manifest['version']}"
+            )
     return manifest
 
 
@@ -101,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.archive", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="model names; default: every model")
     parser.add_argument("--version", help="archive version (default: the spec's)")
-    parser.add_argument("--store", type=Path, default=MODEL_STORE, help=f"model store (default: {MODEL_STORE.relative_to(ROOT)})")
+    parser.add_argument(
+        "--store", type=Path, default=MODEL_STORE, help=f"model store (default: {MODEL_STORE.relative_to(ROOT)})"
+    )
     parser.add_argument("--check", type=Path, nargs="+", help="only check these .mar files (default: build)")
     args = parser.parse_args(argv)
     try:

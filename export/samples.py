@@ -26,7 +26,7 @@ class Sample:
     raw: bytes
 
     @classmethod
-    def read(cls, path: Path) -> "Sample":
+    def read(cls, path: Path) -> Sample:
         """Read a sample file; its content type follows from its extension."""
         return cls(path, CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"), path.read_bytes())
 

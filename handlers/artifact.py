@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -77,7 +78,7 @@ class InputSpec:
     dims: dict
 
     @classmethod
-    def from_dict(cls, d: dict) -> "InputSpec":
+    def from_dict(cls, d: dict) -> InputSpec:
         """Build from the manifest's ``inputs[i]`` entry."""
         return cls(d["name"], d["dtype"], tuple(d["shape"]), dict(d.get("dims", {})))
 
@@ -92,13 +93,13 @@ class InputSpec:
             raise InvalidInput(f"expected {expected}, got dtype {str(x.dtype).removeprefix('torch.')}")
         if x.dim() != len(self.shape):
             raise InvalidInput(f"expected {expected}, got shape {list(x.shape)}")
-        for size, want in zip(x.shape, self.shape):
+        for size, want in zip(x.shape, self.shape, strict=True):
             if isinstance(want, int) and size != want:
                 raise InvalidInput(f"expected {expected}, got shape {list(x.shape)}")
             bounds: dict[str, Any] = self.dims.get(want, {}) if isinstance(want, str) else {}
             low, high = bounds.get("min", 1), bounds.get("max")
             if size < low or (high is not None and size > high):
-                limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+                limit = f"= {low}" if low == high else f"between {low} and {high}" if high else f">= {low}"
                 raise InvalidInput(f"expected {expected} with {want} {limit}, got shape {list(x.shape)}")
         if x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise InvalidInput(f"expected {expected} of finite numbers, got NaN or Inf")

@@ -75,7 +75,7 @@ class ManifestHandler:
         if good:
             outputs = self.inference(self.collate([d.tensor for _, d in good]))
             sizes = [d.tensor.shape[0] for _, d in good]
-            for (idx, decoded), rows in zip(good, torch.split(outputs, sizes)):
+            for (idx, decoded), rows in zip(good, torch.split(outputs, sizes), strict=True):
                 items = self.postprocess(rows)
                 answers[idx] = items[0] if decoded.single else items
                 context.set_response_content_type(idx, "application/json")

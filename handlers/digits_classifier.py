@@ -63,6 +63,6 @@ class DigitsClassifier(ManifestHandler):
         """Logits [n, 10] → per image the top k ``{"label", "probability"}``."""
         top = torch.softmax(output, dim=1).topk(min(self.topk, output.shape[1]), dim=1)
         return [
-            [{"label": int(label), "probability": round(float(p), 6)} for p, label in zip(probs, labels)]
-            for probs, labels in zip(top.values, top.indices)
+            [{"label": int(label), "probability": round(float(p), 6)} for p, label in zip(probs, labels, strict=True)]
+            for probs, labels in zip(top.values, top.indices, strict=True)
         ]

@@ -74,9 +74,7 @@ def numeric_array(value: Any, field: str, expected: str) -> np.ndarray:
 
 
 def _kind_name(array: np.ndarray) -> str:
-    return {"b": "boolean", "U": "string", "S": "bytes", "O": "object or mixed"}.get(
-        array.dtype.kind, str(array.dtype)
-    )
+    return {"b": "boolean", "U": "string", "S": "bytes", "O": "object or mixed"}.get(array.dtype.kind, str(array.dtype))
 
 
 def decode_image(value: Any, size: tuple[int, int]) -> np.ndarray:
@@ -89,9 +87,7 @@ def decode_image(value: Any, size: tuple[int, int]) -> np.ndarray:
         with Image.open(io.BytesIO(value)) as image:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise InvalidInput(
-                    f"image is {width}x{height} pixels; at most {MAX_IMAGE_PIXELS} pixels are accepted"
-                )
+                raise InvalidInput(f"image is {width}x{height} pixels; at most {MAX_IMAGE_PIXELS} pixels are accepted")
             gray = image.convert("L")
             if gray.size != size:
                 gray = gray.resize(size, Image.Resampling.BOX)

@@ -32,10 +32,7 @@ TEST_SIZE = 0.2
 SPLIT_SEED = 0
 BATCH_SIZE = 64
 LEARNING_RATE = 3e-3
-NOTE = (
-    "pixel p in 0..255 (white ink on black, as sklearn's digits): "
-    "x = (p/scale - mean)/std"
-)
+NOTE = "pixel p in 0..255 (white ink on black, as sklearn's digits): x = (p/scale - mean)/std"
 
 
 def to_pixels(raw: np.ndarray) -> np.ndarray:
@@ -57,9 +54,7 @@ def to_input(pixels: np.ndarray, mean: float, std: float) -> torch.Tensor:
     return (x - mean) / std
 
 
-def train(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int
-) -> None:
+def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> None:
     """Trains ``model`` in place with Adam on shuffled mini-batches."""
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
@@ -78,9 +73,7 @@ def train(
     model.eval()
 
 
-def write_samples(
-    folder: pathlib.Path, pixels: np.ndarray, labels: np.ndarray, correct: np.ndarray
-) -> None:
+def write_samples(folder: pathlib.Path, pixels: np.ndarray, labels: np.ndarray, correct: np.ndarray) -> None:
     """Writes ``0.png``..``9.png``, ``digit.json`` and ``labels.json``.
 
     Each PNG is the first held-out image of its class that the model gets
@@ -118,9 +111,7 @@ def parse_args() -> argparse.Namespace:
         help="output folder (default: the directory of train.py)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument(
-        "--epochs", type=int, default=40, help="training epochs (default: 40)"
-    )
+    parser.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
     return parser.parse_args()
 
 

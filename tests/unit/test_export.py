@@ -1,0 +1,117 @@
+"""Export: parity with the eager model, the manifest, and refusing what cannot be trusted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import pytest
+import torch
+
+from export.archive import ArchiveError, check_archive
+from export.build import export_model, to_torchscript
+from export.spec import load_spec
+from export.verify import Case, ExportError, parity_cases, verify_parity
+from handlers.artifact import load_artifact, read_manifest, sha256_of
+from handlers.errors import ArtifactMismatch
+from tests.conftest import MODELS
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_manifest_records_what_was_verified(build_dir, name):
+    manifest = read_manifest(build_dir / name)
+    spec = load_spec(name)
+    assert manifest["sha256"] == sha256_of(build_dir / name / manifest["artifact"])
+    assert manifest["inputs"] == [spec.input]
+    assert manifest["method"] == spec.method and manifest["format"] == "torchscript"
+    assert manifest["versions"]["torch"] == torch.__version__
+    report = manifest["verification"]
+    assert report["max_abs_error"] <= spec.tolerance["atol"]
+    labels = [c["input"] for c in report["checked"]]
+    # every sample alone, all together, and every extra size the spec asks for
+    assert all(s in labels for s in manifest["samples"])
+    for dim, sizes in spec.verify_sizes.items():
+        assert all(f"the samples with {dim}={size}" in labels for size in sizes)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_artifact_matches_eager_on_other_batch_sizes(build_dir, name):
+    spec = load_spec(name)
+    artifact = load_artifact(build_dir / name, read_manifest(build_dir / name))
+    eager = spec.build_eager()
+    dims = spec.input.get("dims", {})
+    shape = [dims[s]["max"] if isinstance(s, str) else s for s in spec.input["shape"]]
+    x = torch.randn(*shape) * 0.5
+    if name == "sensor_anomaly":
+        x = x + torch.tensor(json.loads((spec.folder / "calibration.json").read_text())["mean"])
+    with torch.inference_mode():
+        torch.testing.assert_close(artifact(x[:3]), eager(x[:3]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(artifact(x), eager(x), atol=1e-5, rtol=1e-5)
+
+
+class BranchOnSign(torch.nn.Module):
+    """Input-dependent control flow: a trace freezes the branch its example input took."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(x.sum() > 0):
+            return x * 2
+        return -x
+
+
+def test_trace_that_diverges_is_rejected_and_points_to_script():
+    positive, negative = torch.ones(1, 4), -torch.ones(1, 4)
+    cases = [Case("positive", positive), Case("negative", negative)]
+    traced = to_torchscript(BranchOnSign(), "trace", positive)
+    with pytest.raises(ExportError, match=r"toy: on negative .* differs from eager .*method: script"):
+        verify_parity("toy", traced, BranchOnSign(), cases, {"atol": 1e-5, "rtol": 1e-5}, hint=" set `method: script`")
+    scripted = to_torchscript(BranchOnSign(), "script", positive)
+    assert verify_parity("toy", scripted, BranchOnSign(), cases, {"atol": 1e-5, "rtol": 1e-5})["max_abs_error"] == 0
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_tracing_the_sensor_model_is_rejected(tmp_path):
+    """The sensor autoencoder pads windows whose length is not a multiple of 4: a data-dependent
+    branch. Exported with trace, its verification at other lengths must fail the build."""
+    spec = load_spec("sensor_anomaly")
+    spec.method = "trace"
+    with pytest.raises(ExportError, match=r"sensor_anomaly: on the samples with time=\d+ .*method: script"):
+        export_model(spec, tmp_path / "sensor_anomaly")
+    assert not (tmp_path / "sensor_anomaly" / "manifest.json").exists()
+
+
+def test_parity_cases_cover_each_sample_the_batch_and_extra_sizes():
+    samples = [Case("a", torch.zeros(1, 3)), Case("b", torch.ones(2, 3))]
+    cases = parity_cases(samples, ["batch", 3], {"batch": [1, 7]})
+    assert [c.label for c in cases] == [
+        "a",
+        "b",
+        "all 2 samples as one batch",
+        "the samples with batch=1",
+        "the samples with batch=7",
+    ]
+    assert cases[-1].tensor.shape == (7, 3) and cases[-1].tensor[3].sum() == 0  # cycled real rows
+
+
+def test_tampered_artifact_is_refused(build_dir, tmp_path):
+    folder = tmp_path / "digits"
+    shutil.copytree(build_dir / "digits", folder)
+    manifest = read_manifest(folder)
+    with open(folder / manifest["artifact"], "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ArtifactMismatch, match="refusing to serve an unverified model"):
+        load_artifact(folder, manifest)
+
+
+def test_archive_check_catches_a_sha_mismatch(model_store, tmp_path):
+    good = model_store / "digits.mar"
+    assert check_archive(good)["name"] == "digits"
+    bad = tmp_path / "digits.mar"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "manifest.json":
+                data = json.dumps(json.loads(data) | {"sha256": "0" * 64}).encode()
+            dst.writestr(item, data)
+    with pytest.raises(ArchiveError, match="does not match the manifest"):
+        check_archive(bad)
