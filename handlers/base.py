@@ -72,6 +72,8 @@ class ManifestHandler:
                 answers[idx] = err.to_json()
                 context.set_response_status(err.status, err.phrase, idx)
                 context.set_response_content_type(idx, "application/json")
+        # One line per batch: shows which requests were merged (the reliability tests read it).
+        log.info("batch of %d requests, %d rejected", len(data), len(data) - len(good))
         if good:
             outputs = self.inference(self.collate([d.tensor for _, d in good]))
             sizes = [d.tensor.shape[0] for _, d in good]
