@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .SECONDEXPANSION:
-.PHONY: help venv train export archive serve stop register unregister predict status test test-unit lint clean
+.PHONY: help venv train export archive serve stop register unregister predict status test test-unit lint clean kserve
 
 ## help: list the targets (this text)
 help:
@@ -82,6 +82,10 @@ unregister:
 predict:
 	@test -n "$(MODEL)" -a -n "$(INPUT)" || (echo "usage: make predict MODEL=<name> INPUT=<file>"; exit 2)
 	$(PY) -m client predict $(MODEL) $(INPUT) $(if $(VERSION),--version $(VERSION))
+
+## kserve: write build/kserve/<model>/ (config + model-store) and an InferenceService per model
+kserve: archive
+	$(PY) -m deploy.kserve $(if $(STORAGE_URI),--storage-uri $(STORAGE_URI))
 
 ## test: run the unit and integration tests (integration ones start their own TorchServe)
 test: venv

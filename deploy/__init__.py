@@ -1,0 +1,1 @@
+"""Deployment layouts built from the project's archives (KServe)."""

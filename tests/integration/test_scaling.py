@@ -1,0 +1,90 @@
+"""Scale out: the KServe model repository served the way KServe serves it, and two instances
+from one repository behind a client-side round robin that survives losing one of them."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from client.pool import RoundRobinClient
+from deploy.kserve import write_repository
+from tests.conftest import MODELS
+from tests.integration.kserve_support import KServeStyleServer
+from tests.support import expected_outputs, samples
+
+STARTUP_TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def repositories(model_store, tmp_path_factory):
+    """`make kserve`'s layout, one repository per model, from the session's archives."""
+    out = tmp_path_factory.mktemp("kserve")
+    return {name: write_repository(name, out, "s3://bucket/prefix", store=model_store) for name in MODELS}
+
+
+def check_answer(name, sample, answer):
+    """The answer a sample must get (its true label, or its expected verdict)."""
+    expected = expected_outputs(name).get(sample.path.name)
+    if name == "digits":
+        assert answer[0]["label"] == expected, sample.path.name
+    elif name == "sensor_anomaly":
+        assert answer["anomaly"] is expected, sample.path.name
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_kserve_repository_serves_its_model_over_rest(repositories, tmp_path, name):
+    server = KServeStyleServer.for_repository(repositories[name], tmp_path / "ts")
+    try:
+        server.start(timeout=STARTUP_TIMEOUT, snapshots=False)  # the model loads from model_snapshot
+        client = server.client()
+        assert [m["modelName"] for m in client.list_models()] == [name]
+        for sample in samples(name):
+            check_answer(name, sample, client.predict(name, sample.raw, sample.content_type))
+    finally:
+        server.stop()
+
+
+def test_two_instances_one_repository_and_failover(repositories, tmp_path):
+    repo = repositories["digits"]
+    servers = [KServeStyleServer.for_repository(repo, tmp_path / f"ts{i}") for i in range(2)]
+    try:
+        for server in servers:
+            server.start(timeout=STARTUP_TIMEOUT, snapshots=False)
+        pool = RoundRobinClient([s.client(timeout=30) for s in servers])
+        digits = [s for s in samples("digits") if s.path.suffix == ".png"]
+        expected = expected_outputs("digits")
+        total, threads, answers, errors = 240, 4, [], []
+
+        def worker(index: int) -> None:
+            for i in range(index, total, threads):
+                sample = digits[i % len(digits)]
+                try:
+                    answers.append((sample, pool.predict("digits", sample.raw, "image/png")))
+                except Exception as err:  # counted: the test asserts there are none
+                    errors.append(err)
+
+        started = time.perf_counter()
+        pool_threads = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+        for t in pool_threads:
+            t.start()
+        while len(answers) < total // 3:
+            time.sleep(0.01)
+        servers[0].stop()  # one instance goes away mid-run
+        for t in pool_threads:
+            t.join(timeout=120)
+        elapsed = time.perf_counter() - started
+
+        assert errors == []
+        assert len(answers) == total
+        assert all(answer[0]["label"] == expected[s.path.name] for s, answer in answers)
+        first, second = (pool.served[c.inference_url] for c in pool.clients)
+        assert first > 0 and second > first  # both served; the survivor took over
+        print(
+            f"\n{total} requests over 2 instances in {elapsed:.2f}s ({total / elapsed:.0f}/s), "
+            f"served {first}+{second}, {pool.failovers} retried on the other instance"
+        )
+    finally:
+        for server in servers:
+            server.stop()
