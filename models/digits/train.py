@@ -8,7 +8,6 @@ Writes ``weights.pt``, ``normalization.json``, ``train_report.json`` and
 held-out sample inputs under ``samples/`` into ``--out``.
 """
 
-import argparse
 import json
 import pathlib
 import time
@@ -19,6 +18,8 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
+
+from models.training import parse_training_args, seed_everything, write_json
 
 try:
     from models.digits.model import DigitsCNN
@@ -96,32 +97,10 @@ def write_samples(folder: pathlib.Path, pixels: np.ndarray, labels: np.ndarray, 
     (folder / "labels.json").write_text(json.dumps(label_map, indent=2) + "\n")
 
 
-def write_json(path: pathlib.Path, obj: dict) -> None:
-    """Writes ``obj`` as indented JSON with a trailing newline."""
-    path.write_text(json.dumps(obj, indent=2) + "\n")
-
-
-def parse_args() -> argparse.Namespace:
-    """Parses the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out",
-        type=pathlib.Path,
-        default=pathlib.Path(__file__).resolve().parent,
-        help="output folder (default: the directory of train.py)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
-    return parser.parse_args()
-
-
 def main() -> None:
     """Trains, evaluates on the held-out split and writes all artifacts."""
-    args = parse_args()
-    # Fixed thread count: keeps runtime bounded and float reductions repeatable.
-    torch.set_num_threads(2)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
+    args = parse_training_args(__doc__.splitlines()[0], pathlib.Path(__file__).resolve().parent, 40)
+    seed_everything(args.seed)
 
     digits = load_digits()
     pixels = to_pixels(digits.images)

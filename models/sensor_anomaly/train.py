@@ -9,7 +9,6 @@ Writes ``weights.pt``, ``calibration.json`` and held-out sample inputs under
 seeded generator in ``data.py``.
 """
 
-import argparse
 import json
 import pathlib
 import time
@@ -17,6 +16,8 @@ import time
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
+
+from models.training import parse_training_args, seed_everything, write_json
 
 try:
     from models.sensor_anomaly.data import CHANNELS, FAULTS, healthy_windows, inject_fault
@@ -173,31 +174,10 @@ def verify_samples(model: torch.nn.Module, folder: pathlib.Path, expected: dict[
             raise RuntimeError(f"{path}: model says anomaly={got}, expected {anomalous}")
 
 
-def write_json(path: pathlib.Path, obj: dict, indent: int | None = 2) -> None:
-    """Writes ``obj`` as JSON with a trailing newline."""
-    path.write_text(json.dumps(obj, indent=indent) + "\n")
-
-
-def parse_args() -> argparse.Namespace:
-    """Parses the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out",
-        type=pathlib.Path,
-        default=pathlib.Path(__file__).resolve().parent,
-        help="output folder (default: the directory of train.py)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--epochs", type=int, default=60, help="training epochs (default: 60)")
-    return parser.parse_args()
-
-
 def main() -> None:
     """Trains, calibrates, evaluates on held-out data and writes all artifacts."""
-    args = parse_args()
-    # Fixed thread count: keeps runtime bounded and float reductions repeatable.
-    torch.set_num_threads(2)
-    torch.manual_seed(args.seed)
+    args = parse_training_args(__doc__.splitlines()[0], pathlib.Path(__file__).resolve().parent, 60)
+    seed_everything(args.seed)
 
     model = SensorAutoencoder()
     started = time.perf_counter()
