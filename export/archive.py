@@ -1,8 +1,10 @@
 """Bundle an exported model into a TorchServe ``.mar`` with torch-model-archiver, then check it.
 
-Usage: ``python -m export.archive digits [--version 2.0] [--store model_store]``.
+Usage: ``python -m export.archive digits [--format onnx|aoti|torchscript|all] [--version 2.0]``.
 The archive holds the artifact, the model's handler, the shared ``handlers`` package, the
 manifest, the handler's extra files, the sample inputs and the model's ``model-config.yaml``.
+Each format is its own model in the store: ``digits.mar`` (TorchScript), ``digits_onnx.mar``,
+``digits_aoti.mar``; all run the same handler, which picks the runtime from the manifest.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from export.paths import BUILD, HANDLERS, MODEL_STORE, ROOT, model_names
-from export.spec import ModelSpec, load_spec
+from export.paths import BUILD, DEFAULT_FORMAT, FORMATS, HANDLERS, MODEL_STORE, ROOT, model_names, served_name
+from export.spec import ModelSpec, load_spec, requested
 from handlers.artifact import MANIFEST_FILE, read_manifest
 
 ARCHIVER = Path(sys.executable).parent / "torch-model-archiver"
@@ -50,10 +52,11 @@ def stage_extra_files(spec: ModelSpec, export_dir: Path, version: str) -> Path:
 
 def build_archive(name: str, version: str | None = None, store: Path = MODEL_STORE, build: Path = BUILD) -> Path:
     """Archive ``build/<name>`` as ``<store>/<name>.mar`` (``<name>-<version>.mar`` when a version is
-    given that differs from the spec's), check it, and return its path."""
-    spec = load_spec(name)
+    given that differs from the spec's), check it, and return its path. ``name`` is a served name:
+    a model (its TorchScript build) or ``<model>_<format>``."""
     export_dir = build / name
     manifest = read_manifest(export_dir)
+    spec = load_spec(manifest["name"])
     version = str(version or spec.version)
     stage = stage_extra_files(spec, export_dir, version)
     target = store / (f"{name}.mar" if version == str(spec.version) else f"{name}-{version}.mar")
@@ -92,10 +95,11 @@ def check_archive(path: Path) -> dict:
                 f"{path.name}: artifact sha256 {actual} does not match the manifest's {manifest['sha256']}"
             )
         mar_info = json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]
-        if (mar_info["modelName"], mar_info["modelVersion"]) != (manifest["name"], manifest["version"]):
+        served = served_name(manifest["name"], manifest["format"])
+        if (mar_info["modelName"], mar_info["modelVersion"]) != (served, manifest["version"]):
             raise ArchiveError(
                 f"{path.name}: MAR-INF names {mar_info['modelName']} {mar_info['modelVersion']}, "
-                f"the manifest {manifest['name']} {manifest['version']}"
+                f"the manifest {served} ({manifest['format']}) {manifest['version']}"
             )
     return manifest
 
@@ -103,7 +107,10 @@ def check_archive(path: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Command line: archive models (exported beforehand by ``python -m export``)."""
     parser = argparse.ArgumentParser(prog="python -m export.archive", description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", help="model names; default: every model")
+    parser.add_argument("models", nargs="*", help="model or served names (digits_onnx); default: every model")
+    parser.add_argument(
+        "--format", default=DEFAULT_FORMAT, choices=[*FORMATS, "all"], help=f"format (default: {DEFAULT_FORMAT})"
+    )
     parser.add_argument("--version", help="archive version (default: the spec's)")
     parser.add_argument(
         "--store", type=Path, default=MODEL_STORE, help=f"model store (default: {MODEL_STORE.relative_to(ROOT)})"
@@ -116,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                 m = check_archive(path)
                 print(f"{path}: ok ({m['name']} {m['version']}, {m['format']}, sha256 {m['sha256'][:12]}…)")
             return 0
-        for name in args.models or model_names():
-            path = build_archive(name, args.version, args.store)
+        for model, fmt in requested(args.models or model_names(), args.format):
+            path = build_archive(served_name(model, fmt), args.version, args.store)
             print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: built and checked")
     except (ArchiveError, FileNotFoundError, subprocess.CalledProcessError) as err:
         print(f"archive failed: {err}", file=sys.stderr)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from export.paths import MODELS
+from export.paths import DEFAULT_FORMAT, FORMATS, MODELS, parse_served_name
 
 
 @dataclass
@@ -19,15 +19,23 @@ class ModelSpec:
     name: str
     version: str
     handler: str  # module in handlers/ holding the model's handler class
-    method: str  # "trace" or "script"
-    input: dict  # {"name", "dtype", "shape", "dims"}: the manifest's input spec
+    method: str  # "trace" or "script" (TorchScript); the other formats go through torch.export
     output: str  # what the model returns, for people
     samples: list[str]  # globs under the model folder: request bodies, as a client sends them
     folder: Path
+    input: dict | None = None  # {"name", "dtype", "shape", "dims"[, "pad"]}: a one-input model's spec
+    inputs: list[dict] | None = None  # or one such spec per input, in the order forward() takes them
     tolerance: dict = field(default_factory=lambda: {"atol": 1e-5, "rtol": 1e-5})
     verify_sizes: dict = field(default_factory=dict)  # dynamic dim -> extra sizes to check
     extra_files: list[str] = field(default_factory=list)  # files the handler reads, shipped as is
-    formats: list[str] = field(default_factory=lambda: ["torchscript"])
+    formats: list[str] = field(default_factory=lambda: [DEFAULT_FORMAT])  # what `FORMAT=all` builds
+
+    def __post_init__(self):
+        if self.inputs is None:
+            if self.input is None:
+                raise ValueError(f"{self.name}: spec.yaml needs `input` (one input) or `inputs` (a list)")
+            self.inputs = [self.input]
+        self.input = self.inputs[0]
 
     def build_eager(self):
         """The eager model with its committed weights, from ``models/<name>/model.py``."""
@@ -63,4 +71,18 @@ def load_spec(name: str, models_dir: Path = MODELS) -> ModelSpec:
         raise ValueError(f"{path}: name {spec.name!r} differs from its folder {name!r}")
     if spec.method not in ("trace", "script"):
         raise ValueError(f"{path}: method must be 'trace' or 'script', got {spec.method!r}")
+    unknown = sorted(set(spec.formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"{path}: unknown formats {unknown}; known: {list(FORMATS)}")
     return spec
+
+
+def requested(names: list[str], fmt: str) -> list[tuple[str, str]]:
+    """(model, format) pairs to build: served names (``digits_onnx``) name their format; ``all``
+    means every format each model's spec lists."""
+    pairs = []
+    for name in names:
+        model, own = parse_served_name(name)
+        formats = [own] if own != DEFAULT_FORMAT else load_spec(model).formats if fmt == "all" else [fmt]
+        pairs += [(model, f) for f in formats]
+    return pairs

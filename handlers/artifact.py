@@ -1,7 +1,8 @@
 """The manifest an export writes, and loading the artifact it names.
 
 Shared by ``export/`` (which writes manifests) and the handlers (which read them), so both agree
-on one format. Nothing heavy happens at import time.
+on one format. Nothing heavy happens at import time: each runtime (TorchScript, ONNX Runtime,
+AOTInductor) is imported only by the loader of its own format.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from handlers.errors import ArtifactMismatch, InvalidInput
 
 MANIFEST_FILE = "manifest.json"
+# x86 vector instruction sets, weakest first: an AOTInductor package runs on its own or a later one.
+CPU_CAPABILITIES = ("DEFAULT", "AVX2", "AVX512")
+
+
+class ArtifactIncompatible(RuntimeError):
+    """Raised at load time: this machine cannot run the artifact (e.g. an AOTInductor package
+    compiled for vector instructions this CPU lacks). The model fails to load, with the fix."""
 
 
 def sha256_of(path: Path) -> str:
@@ -34,19 +41,75 @@ def read_manifest(folder: Path) -> dict:
     return json.loads((Path(folder) / MANIFEST_FILE).read_text())
 
 
-def _load_torchscript(path: Path) -> Callable:
-    return torch.jit.load(str(path), map_location="cpu")
+def _load_torchscript(path: Path, manifest: dict, threads: int) -> Callable:
+    return torch.jit.load(str(path), map_location="cpu").eval()
 
 
-# Format name (as in the manifest) -> loader. New runtimes plug in here; handlers do not change.
-LOADERS: dict[str, Callable[[Path], Callable]] = {"torchscript": _load_torchscript}
+class OnnxModel:
+    """An ONNX Runtime session called like a module: tensors in (in the manifest's input order),
+    its first output back as a tensor."""
+
+    def __init__(self, session):
+        self.session = session
+        self.input_names = [i.name for i in session.get_inputs()]
+
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
+        feeds = {n: t.detach().contiguous().numpy() for n, t in zip(self.input_names, tensors, strict=True)}
+        return torch.from_numpy(self.session.run(None, feeds)[0])
 
 
-def load_artifact(folder: Path, manifest: dict) -> Callable:
+def _load_onnx(path: Path, manifest: dict, threads: int) -> Callable:
+    import onnxruntime as ort  # only ONNX archives need it
+
+    options = ort.SessionOptions()
+    # The worker's thread budget (handler.threads), as torch gets it: ORT would otherwise take
+    # every core in each worker, like torch does when nobody sets its threads.
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # one op at a time; parallel within ops
+    # All graph rewrites (constant folding, node fusions such as LayerNorm and GELU); export
+    # verifies the session with these same options, so the fused graph is the one that was checked.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle pool threads would busy-wait between ops, taking CPU from the frontend and other workers.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return OnnxModel(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+
+
+def _load_aoti(path: Path, manifest: dict, threads: int) -> Callable:
+    built = manifest.get("runtime", {}).get("cpu_capability", "DEFAULT")
+    here = torch.backends.cpu.get_cpu_capability()
+    ranks = {name: rank for rank, name in enumerate(CPU_CAPABILITIES)}
+    if built != here and (built not in ranks or here not in ranks or ranks[here] < ranks[built]):
+        raise ArtifactIncompatible(
+            f"{manifest['name']}: AOTInductor package compiled for {built} CPUs; this CPU supports {here}. "
+            f"Rebuild it on the serving machine type (`make archive FORMAT=aoti`) or serve another format."
+        )
+    # Its kernels run on torch's OpenMP threads: torch.set_num_threads (done by the handler) applies.
+    return torch._inductor.aoti_load_package(str(path))
+
+
+# Format name (as in the manifest) -> loader(path, manifest, threads). Handlers do not change.
+LOADERS: dict[str, Callable[[Path, dict, int], Callable]] = {
+    "torchscript": _load_torchscript,
+    "onnx": _load_onnx,
+    "aoti": _load_aoti,
+}
+
+
+def open_artifact(path: Path, manifest: dict, threads: int | None = None) -> Callable:
+    """Load ``path`` with the runtime of ``manifest["format"]``; ``threads`` defaults to torch's."""
+    fmt = manifest["format"]
+    if fmt not in LOADERS:
+        raise ValueError(f"{manifest['name']}: unknown artifact format {fmt!r}; known: {sorted(LOADERS)}")
+    return LOADERS[fmt](Path(path), manifest, threads or torch.get_num_threads())
+
+
+def load_artifact(folder: Path, manifest: dict, threads: int | None = None) -> Callable:
     """Load the artifact the manifest names, after checking its sha256.
 
     Raises:
         ArtifactMismatch: the file on disk is not the one that was verified at export.
+        ArtifactIncompatible: this machine cannot run it.
     """
     path = Path(folder) / manifest["artifact"]
     actual = sha256_of(path)
@@ -55,13 +118,7 @@ def load_artifact(folder: Path, manifest: dict) -> Callable:
             f"{manifest['name']}: artifact {path.name} has sha256 {actual}, but the manifest "
             f"says {manifest['sha256']}; refusing to serve an unverified model. Re-run `make archive`."
         )
-    fmt = manifest["format"]
-    if fmt not in LOADERS:
-        raise ValueError(f"{manifest['name']}: unknown artifact format {fmt!r}; known: {sorted(LOADERS)}")
-    model = LOADERS[fmt](path)
-    if hasattr(model, "eval"):
-        model.eval()
-    return model
+    return open_artifact(path, manifest, threads)
 
 
 @dataclass(frozen=True)
@@ -69,18 +126,25 @@ class InputSpec:
     """One model input: name, dtype and shape, where named dimensions are dynamic.
 
     ``shape`` mixes ints (fixed) and names (dynamic, e.g. ``"batch"``); ``dims`` bounds the
-    dynamic ones: ``{"batch": {"min": 1, "max": 64}}``.
+    dynamic ones: ``{"batch": {"min": 1, "max": 64}}``. ``pad`` fills the dynamic dimensions
+    when requests of different sizes share a batch (e.g. the padding token id).
     """
 
     name: str
     dtype: str
     shape: tuple
     dims: dict
+    pad: float = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> InputSpec:
         """Build from the manifest's ``inputs[i]`` entry."""
-        return cls(d["name"], d["dtype"], tuple(d["shape"]), dict(d.get("dims", {})))
+        return cls(d["name"], d["dtype"], tuple(d["shape"]), dict(d.get("dims", {})), d.get("pad", 0))
+
+    def bounds(self, dim: str) -> tuple[int, int | None]:
+        """(min, max) of a named dimension; max is None when unbounded."""
+        bounds = self.dims.get(dim, {})
+        return bounds.get("min", 1), bounds.get("max")
 
     def describe(self) -> str:
         """The spec as users read it: ``float32 tensor of shape [batch, 1, 8, 8]``."""
@@ -96,10 +160,14 @@ class InputSpec:
         for size, want in zip(x.shape, self.shape, strict=True):
             if isinstance(want, int) and size != want:
                 raise InvalidInput(f"expected {expected}, got shape {list(x.shape)}")
-            bounds: dict[str, Any] = self.dims.get(want, {}) if isinstance(want, str) else {}
-            low, high = bounds.get("min", 1), bounds.get("max")
+            low, high = self.bounds(want) if isinstance(want, str) else (1, None)
             if size < low or (high is not None and size > high):
                 limit = f"= {low}" if low == high else f"between {low} and {high}" if high else f">= {low}"
                 raise InvalidInput(f"expected {expected} with {want} {limit}, got shape {list(x.shape)}")
         if x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise InvalidInput(f"expected {expected} of finite numbers, got NaN or Inf")
+
+
+def input_specs(manifest: dict) -> list[InputSpec]:
+    """Every model input the manifest lists, in the order the model takes them."""
+    return [InputSpec.from_dict(d) for d in manifest["inputs"]]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import zipfile
 from pathlib import Path
@@ -63,11 +64,35 @@ def expected_outputs(model: str) -> dict:
     return {k: v for k, v in json.loads(path.read_text()).items() if k != "note"}
 
 
-def eager_output(model: str, handler, sample: Sample) -> torch.Tensor:
-    """The eager model's raw output on a sample, decoded by the handler's own preprocessing."""
-    eager = load_spec(model).build_eager()
+@functools.cache
+def eager_model(model: str) -> torch.nn.Module:
+    """The eager model, built once per session (the text model takes a second to build)."""
+    return load_spec(model).build_eager()
+
+
+def eager_output(model: str, handler, sample: Sample):
+    """The eager model's output on a sample, decoded by the handler's own preprocessing, as the
+    handler's ``postprocess`` takes it (a tensor, or paired with what the request said)."""
+    decoded = handler.preprocess(sample.value, sample.content_type)
     with torch.inference_mode():
-        return eager(handler.preprocess(sample.value, sample.content_type).tensor)
+        return handler.request_output(eager_model(model)(*decoded.tensors), decoded)
+
+
+def random_inputs(model: str) -> tuple[torch.Tensor, ...]:
+    """Plausible random inputs with every dimension at its maximum: pixels or readings around
+    their typical values, or token ids with an attention mask whose rows have random lengths."""
+    spec = load_spec(model)
+    generator = torch.Generator().manual_seed(0)
+    sizes = [[e["dims"][d]["max"] if isinstance(d, str) else d for d in e["shape"]] for e in spec.inputs]
+    if model == "text_embedder":
+        ids = torch.randint(1000, 29000, sizes[0], generator=generator)
+        lengths = torch.randint(2, sizes[0][1] + 1, (sizes[0][0],), generator=generator)
+        mask = (torch.arange(sizes[0][1]) < lengths[:, None]).to(torch.int64)
+        return ids * mask, mask
+    x = torch.randn(*sizes[0], generator=generator) * 0.5
+    if model == "sensor_anomaly":
+        x = x + torch.tensor(json.loads((spec.folder / "calibration.json").read_text())["mean"])
+    return (x,)
 
 
 def assert_same_answer(got, want, tol: float = 1e-5, where: str = "answer") -> None:
@@ -84,3 +109,20 @@ def assert_same_answer(got, want, tol: float = 1e-5, where: str = "answer") -> N
         assert got == want, f"{where}: {got!r} != {want!r}"
     else:
         assert abs(got - want) <= tol, f"{where}: {got} != {want} (tolerance {tol})"
+
+
+def load_handlers(folders: dict[str, Path], names: dict[str, str] | None = None) -> dict:
+    """Initialized handlers, as workers hold them: served name -> handler, each loaded from its
+    unpacked archive. ``names`` maps a served name to its model (default: the same name)."""
+    loaded = {}
+    for served, folder in folders.items():
+        handler = load_spec((names or {}).get(served, served)).handler_class()()
+        handler.initialize(make_context(folder, []))
+        loaded[served] = handler
+    return loaded
+
+
+def reference_answer(model: str, handler, sample: Sample):
+    """What a request must be answered: the eager model's output through the handler's postprocess."""
+    items = handler.postprocess(eager_output(model, handler, sample))
+    return items[0] if len(items) == 1 else items

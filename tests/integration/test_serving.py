@@ -7,30 +7,26 @@ import requests
 
 from export.spec import load_spec
 from tests.conftest import MODELS
-from tests.support import assert_same_answer, eager_output, expected_outputs, make_context, samples
+from tests.support import (
+    assert_same_answer,
+    expected_outputs,
+    load_handlers,
+    reference_answer,
+    samples,
+)
 
 
 @pytest.fixture(scope="module")
 def in_process(unpacked):
     """The handlers, in process, to compute what the server must answer."""
-    loaded = {}
-    for name in MODELS:
-        handler = load_spec(name).handler_class()()
-        handler.initialize(make_context(unpacked[name], []))
-        loaded[name] = handler
-    return loaded
-
-
-def reference(name, handler, sample):
-    items = handler.postprocess(eager_output(name, handler, sample))
-    return items[0] if len(items) == 1 else items
+    return load_handlers({name: unpacked[name] for name in MODELS})
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_every_sample_matches_the_in_process_model(client, registered, in_process, name):
     for sample in samples(name):
         answer = client.predict(name, sample.raw, sample.content_type)
-        assert_same_answer(answer, reference(name, in_process[name], sample), where=sample.path.name)
+        assert_same_answer(answer, reference_answer(name, in_process[name], sample), where=sample.path.name)
 
 
 def test_digit_pngs_come_back_with_their_true_labels(client, registered):

@@ -8,24 +8,20 @@ import pytest
 
 from export.spec import load_spec
 from tests.conftest import MODELS
-from tests.support import assert_same_answer, eager_output, expected_outputs, make_context, run_handler, samples
+from tests.support import (
+    assert_same_answer,
+    expected_outputs,
+    load_handlers,
+    reference_answer,
+    run_handler,
+    samples,
+)
 
 
 @pytest.fixture(scope="module")
 def handlers(unpacked):
     """One initialized handler per model, as a worker would hold it."""
-    loaded = {}
-    for name in MODELS:
-        handler = load_spec(name).handler_class()()
-        handler.initialize(make_context(unpacked[name], []))
-        loaded[name] = handler
-    return loaded
-
-
-def reference(name, handler, sample):
-    """What the answer must be: the eager model's output through the handler's postprocess."""
-    items = handler.postprocess(eager_output(name, handler, sample))
-    return items[0] if len(items) == 1 else items
+    return load_handlers({name: unpacked[name] for name in MODELS})
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -34,7 +30,7 @@ def test_each_sample_matches_the_eager_model(handlers, unpacked, name):
     for sample in samples(name):
         [(status, answer)] = run_handler(handler, unpacked[name], [(sample.raw, sample.content_type)])
         assert status == 200, answer
-        assert_same_answer(answer, reference(name, handler, sample))
+        assert_same_answer(answer, reference_answer(name, handler, sample))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -133,4 +129,4 @@ def test_bad_input_gets_its_status_and_a_clear_message(handlers, unpacked, name,
     assert bad_status == status, error
     assert error["code"] == status and error["type"] and words in error["message"], error
     assert good_status == 200
-    assert_same_answer(answer, reference(name, handlers[name], good))
+    assert_same_answer(answer, reference_answer(name, handlers[name], good))
