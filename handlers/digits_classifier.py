@@ -20,6 +20,8 @@ class DigitsClassifier(ManifestHandler):
     resized to 8x8. Answers ``[{"label", "probability"}, ...]`` (top k, highest first).
     """
 
+    v2_batch_key, v2_bytes_type = "images", "image/png"  # Open Inference Protocol input, see docs/SCALING.md
+
     size = (8, 8)
     image_types = ("image/png", "image/jpeg", "application/octet-stream")
     expected = "an 8x8 nested list of pixel values 0-255 (white ink on black)"
@@ -47,12 +49,12 @@ class DigitsClassifier(ManifestHandler):
 
     def _json_pixels(self, body: Any) -> tuple[torch.Tensor, bool]:
         name, value = json_field(parse_json(body), ("image", "images"), self.expected)
-        pixels = torch.from_numpy(numeric_array(value, name, self.expected))
         single = name == "image"
+        what = self.expected if single else f"a list of {self.expected}"
+        pixels = torch.from_numpy(numeric_array(value, name, what))
         if single:
             pixels = pixels[None]
         if pixels.dim() != 3 or tuple(pixels.shape[1:]) != self.size:
-            what = self.expected if single else f"a list of {self.expected}"
             got = list(pixels.shape[1:] if single else pixels.shape)
             raise InvalidInput(f'"{name}" must be {what}; got shape {got}')
         if pixels.min() < 0 or pixels.max() > self.scale:

@@ -25,7 +25,7 @@ def test_requests_without_a_valid_token_are_rejected(server, client, registered)
     assert response.status_code == 400 and response.json()["type"] == "InvalidKeyException"
 
 
-def test_second_version_default_scale_and_unregister(client, registered, model_store, build_dir):
+def test_second_version_default_scale_and_unregister(server, client, registered, model_store, build_dir):
     build_archive("digits", version="2.0", store=model_store, build=build_dir)
     client.register("digits-2.0.mar", initial_workers=1)
     try:
@@ -40,6 +40,7 @@ def test_second_version_default_scale_and_unregister(client, registered, model_s
         assert client.predict("digits", png, "image/png", version="1.0")[0]["label"] == 8
 
         client.scale("digits", 2, version="2.0")
+        server.wait_workers_ready(60)  # a scaled worker can report UNLOADING/STARTING for a moment
         workers = client.describe("digits", "2.0")[0]["workers"]
         assert len(workers) == 2 and all(w["status"] == "READY" for w in workers)
         assert client.predict("digits", png, "image/png", version="2.0")[0]["label"] == 8

@@ -1,0 +1,264 @@
+"""Locked down: tokens on both APIs, registration only from the model store, loopback only, a metrics
+port without data, tampered artifacts refused, the key file kept private, every hardening line explained."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import requests
+import torch
+
+from client.api import read_properties
+from export.paths import CONFIG, ROOT
+from reliability.record import record
+from tests.conftest import MODELS
+from tests.integration.reliability_support import call, error_of, wait_for_log
+from tests.support import samples
+
+MODEL = MODELS[0]
+
+
+def keys_of(server) -> dict[str, str]:
+    return {api: entry["key"] for api, entry in json.loads(server.key_file.read_text()).items()}
+
+
+def test_tokens_are_required_and_keys_do_not_cross(server, client, registered):
+    sample = samples(MODEL)[0]
+    keys = keys_of(server)
+    checks = [  # (what, api, method, path, body, token)
+        ("predict, no token", "inference", "POST", f"/predictions/{MODEL}", sample.raw, None),
+        ("predict, wrong token", "inference", "POST", f"/predictions/{MODEL}", sample.raw, "not-the-key"),
+        ("predict, management key", "inference", "POST", f"/predictions/{MODEL}", sample.raw, keys["management"]),
+        ("ping, no token", "inference", "GET", "/ping", None, None),
+        ("list models, no token", "management", "GET", "/models", None, None),
+        ("list models, wrong token", "management", "GET", "/models", None, "not-the-key"),
+        ("list models, inference key", "management", "GET", "/models", None, keys["inference"]),
+        ("scale, inference key", "management", "PUT", f"/models/{MODEL}?min_worker=3", None, keys["inference"]),
+        ("new token, inference key", "management", "POST", "/token?type=management", None, keys["inference"]),
+    ]
+    for what, api, method, path, body, token in checks:
+        response = call(server, client, path, body, sample.content_type, method=method, api=api, token=token)
+        seen = f"{response.status_code} {response.json().get('type', '')}"
+        record("security", check=f"token: {what}", expected="400 InvalidKeyException", seen=seen)
+        assert response.status_code == 400 and error_of(response)["type"] == "InvalidKeyException", what
+    assert len(client.describe(MODEL)[0]["workers"]) == 1  # the scale attempt did nothing
+    assert client.predict(MODEL, sample.raw, sample.content_type)  # the right key still works
+
+
+@pytest.fixture
+def outside_archive(model_store, tmp_path):
+    """A real archive outside the model store, under a name the store does not have."""
+    path = tmp_path / "outside.mar"
+    shutil.copy2(model_store / f"{MODEL}.mar", path)
+    return path
+
+
+def test_registration_only_from_the_model_store(server, client, registered, model_store, outside_archive):
+    attempts = [  # (url as sent in the query string, words of the refusal)
+        ("https://example.com/x.mar", "does not match any allowed URL"),
+        ("http://127.0.0.1:9/x.mar", "does not match any allowed URL"),
+        (f"file://{model_store}/{MODEL}.mar", "does not match any allowed URL"),
+        ("file:///etc/passwd", "does not match any allowed URL"),
+        (f"../{MODEL}.mar", "Relative path is not allowed"),
+        (f"sub/../../{MODEL}.mar", "Relative path is not allowed"),
+        (f"%2e%2e%2f{MODEL}.mar", "Relative path is not allowed"),  # percent-encoded "../"
+        (str(outside_archive), "Model not found"),  # an absolute path: looked up in the store only
+    ]
+    before = client.list_models()
+    for url, words in attempts:
+        response = call(server, client, f"/models?url={url}&model_name=intruder", api="management")
+        shown = url.replace(str(outside_archive.parent), "/elsewhere").replace(str(model_store), "<model store>")
+        record("security", check=f"register {shown}", expected="404, nothing registered", seen=response.status_code)
+        assert response.status_code == 404 and words in error_of(response)["message"], (url, response.text)
+    assert client.list_models() == before
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%")[0])
+    return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
+
+
+def test_every_listening_address_is_loopback(server, registered):
+    bound = [
+        (proc.name(), c.laddr.ip, c.laddr.port)
+        for proc in server.processes()
+        for c in proc.net_connections(kind="inet")
+        if c.status == "LISTEN" or not c.raddr  # listening TCP, or an unconnected UDP socket
+    ]
+    outside = sum(not is_loopback(ip) for _, ip, _ in bound)
+    record(
+        "security",
+        check="sockets bound by the frontend and workers",
+        expected="all loopback",
+        seen=f"{len(bound)} bound, {outside} not loopback",
+    )
+    ports = {int(server.address(api).rsplit(":", 1)[1]) for api in ("inference", "management", "metrics")}
+    assert ports <= {port for _, _, port in bound}, bound
+    assert all(is_loopback(ip) for _, ip, _ in bound), bound
+
+
+METRIC_LINE = re.compile(r"^[A-Za-z_:][\w:]*\{(?P<labels>[^}]*)\} [-+0-9.eE]+(NaN)?$")
+LABELS = {"Level", "Hostname", "ModelName", "WorkerName", "model_name", "model_version", "hostname"}
+
+
+def test_metrics_need_no_token_and_carry_no_data(server, client, registered):
+    marker = "private-payload-7f3a"
+    call(server, client, f"/predictions/{MODEL}", json.dumps({marker: marker}).encode(), "application/json")
+    sample = samples(MODEL)[0]
+    client.predict(MODEL, sample.raw, sample.content_type)
+    response = requests.get(f"{server.address('metrics')}/metrics", timeout=30)
+    record(
+        "security",
+        check="GET /metrics without a token",
+        expected="200, counts and timings only",
+        seen=f"{response.status_code}, {len(response.text.splitlines())} lines",
+    )
+    assert response.status_code == 200
+    text = response.text
+    assert marker not in text and not any(key in text for key in keys_of(server).values())
+    samples_seen = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert samples_seen, "no metrics at all"
+    for line in samples_seen:  # counts and timings only, labelled by model, worker and host
+        match = METRIC_LINE.match(line)
+        assert match, line
+        assert {kv.split("=")[0] for kv in match["labels"].split(",") if kv} <= LABELS, line
+    for path in ("/models", f"/predictions/{MODEL}"):  # neither API is reachable on this port
+        assert requests.get(f"{server.address('metrics')}{path}", timeout=30).status_code != 200
+
+
+def tampered_copy(archive, target) -> str:
+    """Copy an archive with its artifact replaced by a valid model with other weights; the manifest
+    (and its sha256) unchanged. Returns the artifact's name."""
+    with zipfile.ZipFile(archive) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zout:
+        artifact = json.loads(zin.read("manifest.json"))["artifact"]
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == artifact:
+                data = other_weights(data)
+            zout.writestr(item, data)
+    return artifact
+
+
+def other_weights(artifact: bytes) -> bytes:
+    """The same TorchScript model with every weight shifted (any other artifact: one byte more)."""
+    try:
+        model = torch.jit.load(io.BytesIO(artifact), map_location="cpu")
+    except RuntimeError:
+        return artifact + b"\0"
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.5)
+    out = io.BytesIO()
+    torch.jit.save(model, out)
+    return out.getvalue()
+
+
+def test_an_archive_whose_artifact_does_not_match_its_manifest_is_not_served(server, client, registered, model_store):
+    archive = model_store / f"{MODEL}-tampered.mar"
+    name = f"{MODEL}_tampered"
+    artifact = tampered_copy(model_store / f"{MODEL}.mar", archive)
+    try:
+        response = call(
+            server, client, f"/models?url={archive.name}&model_name={name}&synchronous=true", api="management"
+        )
+        described = client.describe(name)[0] if name in _names(client) else None
+        sample = samples(MODEL)[0]
+        predict = call(server, client, f"/predictions/{name}", sample.raw, sample.content_type)
+    finally:
+        if name in _names(client):
+            client.unregister(name)
+        archive.unlink()
+    log = wait_for_log(server, "refusing to serve an unverified model")
+    found = "ArtifactMismatch in model_log" if "ArtifactMismatch" in log else "no message in model_log"
+    record(
+        "security",
+        check="register an archive whose artifact's sha256 differs from its manifest",
+        expected="registration fails, log says why",
+        seen=f"{response.status_code}, {found}",
+    )
+    record("security", check="predict on that model", expected="no answer from it", seen=predict.status_code)
+    assert response.status_code == 500 and "Failed to start workers" in error_of(response)["message"], response.text
+    assert described is None or described["workers"] == [], described  # TorchServe keeps the name, no worker
+    assert predict.status_code == 503, predict.text  # never an answer from the unverified model
+    assert f"ArtifactMismatch: {MODEL}: artifact {artifact} has sha256" in log
+    assert "refusing to serve an unverified model" in log
+
+
+def _names(client) -> set[str]:
+    return {m["modelName"] for m in client.list_models()}
+
+
+def test_the_key_file_is_private_and_never_printed(server, client, registered):
+    mode = server.key_file.stat().st_mode & 0o777
+    keys = keys_of(server)
+    record(
+        "security",
+        check="key_file.json",
+        expected="mode 600, git-ignored, no key in client output or logs",
+        seen=f"mode {mode:o}",
+    )
+    assert mode == 0o600
+    if (ROOT / ".git").exists():
+        ignored = subprocess.run(["git", "check-ignore", "-q", "key_file.json"], cwd=ROOT, check=False)
+        assert ignored.returncode == 0, "key_file.json is not ignored by git"
+    cli = [sys.executable, "-m", "client", "--config", str(server.config), "--key-file", str(server.key_file)]
+    outputs = []
+    for args in (
+        ["ping"],
+        ["list"],
+        ["describe", MODEL],
+        ["predict", MODEL, str(samples(MODEL)[0].path)],
+        ["register", "nope.mar"],
+        ["predict", MODEL, '{"x": 1}'],
+    ):
+        done = subprocess.run(cli + args, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+        outputs.append(done.stdout + done.stderr)
+    logs = "".join(p.read_text(errors="replace") for p in server.log_dir.glob("*") if p.is_file())
+    for key in keys.values():
+        assert not any(key in out for out in outputs), "the client printed a key"
+        assert key not in logs, "a key is in the server's logs"
+    makefile = (ROOT / "Makefile").read_text()
+    reads = re.findall(r"^\t.*\b(?:cat|head|tail|less|more|jq|json\.load)\b.*key_file.*$", makefile, flags=re.M)
+    assert not reads, reads
+
+
+HARDENING = {  # key -> check of its value
+    "inference_address": lambda v: "127.0.0.1" in v,
+    "management_address": lambda v: "127.0.0.1" in v,
+    "metrics_address": lambda v: "127.0.0.1" in v,
+    "grpc_inference_address": lambda v: v == "127.0.0.1",
+    "grpc_management_address": lambda v: v == "127.0.0.1",
+    "disable_token_authorization": lambda v: v == "false",
+    "token_expiration_min": lambda v: 0 < int(v) <= 60,
+    "enable_model_api": lambda v: v in ("true", "false"),
+    "allowed_urls": lambda v: (
+        not any(
+            re.fullmatch(v, url) for url in ("https://evil/x.mar", "http://x/y.mar", "file:///x.mar", "s3://b/x.mar")
+        )
+    ),
+    "install_py_dep_per_model": lambda v: v == "false",
+    "max_request_size": lambda v: 0 < int(v) <= 6553500,
+    "max_response_size": lambda v: 0 < int(v) <= 6553500,
+    "job_queue_size": lambda v: 0 < int(v) <= 1000,
+}
+
+
+def test_config_explains_every_hardening_line():
+    lines = CONFIG.read_text().splitlines()
+    props = read_properties(CONFIG)
+    for key, safe in HARDENING.items():
+        assert key in props and safe(props[key]), f"{key}={props.get(key)}"
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{key}="))
+        block = []
+        while at > 0 and lines[at - 1].strip():  # the lines right above it, up to a blank line
+            at -= 1
+            block.append(lines[at])
+        assert any(line.startswith("#") for line in block), f"{key} has no comment explaining it"
