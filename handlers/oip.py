@@ -50,8 +50,33 @@ class V2Request:
         return next(iter(self.inputs.items()))
 
 
+def header_length(context: Any, idx: int) -> str | None:
+    """The binary extension's ``Inference-Header-Content-Length`` of request ``idx``, if sent."""
+    if context is None or not context.request_processor:
+        return None
+    for name in (HEADER_LENGTH, HEADER_LENGTH.lower()):
+        value = context.get_request_header(idx, name)
+        if value is not None:
+            return value
+    return None
+
+
+def looks_like_v2(body: Any, header_length: str | None = None) -> bool:
+    """Whether a body is meant as a v2 request (a JSON object with an ``inputs`` list)."""
+    if header_length is not None:
+        return True
+    if isinstance(body, dict):
+        return isinstance(body.get("inputs"), list)
+    if isinstance(body, (bytes, bytearray, str)):
+        head = body[:4096].decode("utf-8", errors="replace") if isinstance(body, (bytes, bytearray)) else body[:4096]
+        return head.lstrip().startswith("{") and '"inputs"' in head
+    return False
+
+
 def parse_request(body: Any, header_length: str | None = None) -> V2Request | None:
     """The v2 request in ``body``, or None when the body is not one (a plain REST request)."""
+    if not looks_like_v2(body, header_length):
+        return None
     binary = b""
     if header_length is not None and isinstance(body, (bytes, bytearray)):
         try:
@@ -62,14 +87,12 @@ def parse_request(body: Any, header_length: str | None = None) -> V2Request | No
     doc = body
     if isinstance(body, (bytes, bytearray, str)):
         text = body.decode("utf-8", errors="replace") if isinstance(body, (bytes, bytearray)) else body
-        if not text.lstrip().startswith("{") or '"inputs"' not in text:
-            return None
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as err:
             raise MalformedRequest(f"v2 request header is not valid JSON: {err}") from None
     if not (isinstance(doc, dict) and isinstance(doc.get("inputs"), list)):
-        return None
+        raise MalformedRequest('a v2 request is a JSON object with an "inputs" list')
     inputs, offset = {}, 0
     for spec in doc["inputs"]:
         name, value, offset = _read_input(spec, binary, offset)
@@ -136,7 +159,8 @@ def response(model: str, version: str, request_id: str | None, items: list) -> d
     """A v2 response: one output per field of the handler's answers, batched over instances."""
     rows = [_fields(item) for item in items]
     outputs = []
-    for key in rows[0]:
+    # A field only some answers carry (a note on a truncated text) has no tensor form: left out.
+    for key in [k for k in rows[0] if all(k in row for row in rows)]:
         array = np.asarray([row[key] for row in rows])
         datatype = {"b": "BOOL", "i": "INT64", "u": "INT64", "f": "FP32"}.get(array.dtype.kind, "BYTES")
         data = array.reshape(-1).tolist() if datatype != "BYTES" else [str(v) for v in array.reshape(-1)]

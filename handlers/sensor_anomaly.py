@@ -21,6 +21,8 @@ class SensorAnomalyDetector(ManifestHandler):
     ``{"score", "threshold", "anomaly", "per_channel_error"}``.
     """
 
+    v2_batch_key, v2_bytes_type = "windows", "text/csv"  # Open Inference Protocol input, see docs/SCALING.md
+
     csv_types = ("text/csv", "text/plain")
 
     def configure(self, manifest: dict, folder: Path, settings: dict | None = None) -> None:

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.api import TorchServeClient
-from client.server import Server
-from tests.integration.conftest import free_ports
+from client.server import Server, free_ports
 
 
 @dataclass

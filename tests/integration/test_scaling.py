@@ -31,6 +31,10 @@ def check_answer(name, sample, answer):
         assert answer[0]["label"] == expected, sample.path.name
     elif name == "sensor_anomaly":
         assert answer["anomaly"] is expected, sample.path.name
+    else:  # text_embedder: one embedding per text, and whether it was cut
+        answers = answer if isinstance(answer, list) else [answer]
+        assert len(answers) == expected["count"], sample.path.name
+        assert all(a["dimension"] == 384 and a["truncated"] is expected["truncated"] for a in answers)
 
 
 @pytest.mark.parametrize("name", MODELS)
