@@ -8,6 +8,14 @@ MODELS      := $(sort $(patsubst models/%/spec.yaml,%,$(wildcard models/*/spec.y
 # One sample per model that `make serve` sends once everything is up.
 DEMO_digits         := models/digits/samples/3.png
 DEMO_sensor_anomaly := models/sensor_anomaly/samples/spike.json
+DEMO_text_embedder  := models/text_embedder/samples/sentence.json
+# Artifact format for export / archive / serve: torchscript (default), onnx, aoti, or all (every
+# format a model's spec.yaml lists). A format other than TorchScript is served as <model>_<format>.
+FORMAT      ?= torchscript
+spec_formats = $(or $(shell sed -n 's/^formats: *\[\([^]]*\)\].*/\1/p' models/$(1)/spec.yaml | tr ',' ' '),torchscript)
+served_as    = $(foreach f,$(if $(filter all,$(FORMAT)),$(call spec_formats,$(1)),$(filter $(FORMAT),$(call spec_formats,$(1)))),$(1)$(if $(filter torchscript,$(f)),,_$(f)))
+SERVED      := $(foreach m,$(MODELS),$(call served_as,$(m)))
+demo_of      = $(DEMO_$(patsubst %_aoti,%,$(patsubst %_onnx,%,$(1))))
 # Arguments of register / unregister / predict.
 MODEL       ?=
 VERSION     ?=
@@ -16,7 +24,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .SECONDEXPANSION:
-.PHONY: help venv train export archive serve stop register unregister predict status test test-unit lint clean kserve
+.PHONY: help venv train export archive serve stop register unregister predict status restart test test-unit lint clean kserve
 
 ## help: list the targets (this text)
 help:
@@ -40,21 +48,26 @@ train: venv
 
 build/%/manifest.json: $(VENV)/.installed $$(wildcard models/$$*/*) $$(wildcard models/$$*/samples/*) $(wildcard handlers/*.py export/*.py)
 	$(PY) -m export $*
+# The other formats (make picks the rule with the shortest stem: the model's name).
+build/%_onnx/manifest.json: $(VENV)/.installed $$(wildcard models/$$*/*) $$(wildcard models/$$*/samples/*) $(wildcard handlers/*.py export/*.py)
+	$(PY) -m export $* --format onnx
+build/%_aoti/manifest.json: $(VENV)/.installed $$(wildcard models/$$*/*) $$(wildcard models/$$*/samples/*) $(wildcard handlers/*.py export/*.py)
+	$(PY) -m export $* --format aoti
 
-## export: export and verify every model (build/<name>/: artifact + manifest.json)
-export: $(MODELS:%=build/%/manifest.json)
+## export: export and verify every model in FORMAT (build/<served name>/: artifact + manifest.json)
+export: $(SERVED:%=build/%/manifest.json)
 
 model_store/%.mar: build/%/manifest.json
 	$(PY) -m export.archive $*
 
-## archive: build and check model_store/<name>.mar for every model (exports first where needed)
-archive: $(MODELS:%=model_store/%.mar)
+## archive: build and check model_store/<served name>.mar for every model in FORMAT (FORMAT=all: every format)
+archive: $(SERVED:%=model_store/%.mar)
 
-## serve: start TorchServe, register every model, print one prediction each and the addresses
+## serve: start TorchServe, register every model (in FORMAT), print one prediction each and the addresses
 serve: archive
 	$(PY) -m client.server start
-	$(PY) -m client register --skip-registered $(MODELS:%=%.mar)
-	@$(foreach m,$(MODELS),echo "== $(m) <- $(DEMO_$(m))" && $(PY) -m client predict $(m) $(DEMO_$(m)) &&) true
+	$(PY) -m client register --skip-registered $(SERVED:%=%.mar)
+	@$(foreach m,$(SERVED),echo "== $(m) <- $(call demo_of,$(m))" && $(PY) -m client predict $(m) $(call demo_of,$(m)) &&) true
 	@echo "inference:  $$(grep ^inference_address config.properties | cut -d= -f2)/predictions/<model>"
 	@echo "management: $$(grep ^management_address config.properties | cut -d= -f2)/models"
 	@echo "metrics:    $$(grep ^metrics_address config.properties | cut -d= -f2)/metrics"
@@ -63,6 +76,10 @@ serve: archive
 ## stop: stop TorchServe and every worker it started
 stop:
 	$(PY) -m client.server stop
+
+## restart: restart TorchServe from its last config snapshot (models, versions, defaults, workers kept)
+restart:
+	$(PY) -m client.server restart
 
 ## status: say whether the project's TorchServe is running
 status:
@@ -104,3 +121,51 @@ lint: venv
 clean:
 	rm -rf build var logs key_file.json
 	find model_store -name '*.mar' -delete
+
+# --- Benchmarks (bench/, docs/PERFORMANCE.md) ---------------------------------------------------
+# wrk (Debian's package) is the load generator; the bench smoke test in `make test` needs it too.
+# BENCH_ARGS: extra flags for `python -m bench` (e.g. --models digits --repeats 1; see --help).
+BENCH_ARGS ?=
+.PHONY: bench bench-tune bench-smoke bench-tools
+test: bench-tools
+
+bench-tools:
+	@command -v wrk >/dev/null || { echo "installing wrk, the benchmark's load generator"; \
+	  apt-get update -qq && apt-get install -y -qq wrk; }
+
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+## bench: TorchServe vs the in-process limit vs Flask, every model (~13 min); writes bench/results/
+bench: archive bench-tools $(VENV)/.bench-installed
+	$(PY) -m bench $(BENCH_ARGS)
+
+## bench-tune: measure the settings behind the defaults (~30 min); writes bench/results/tuning.md
+bench-tune: archive bench-tools $(VENV)/.bench-installed
+	$(PY) -m bench.tune --quiet-logs
+
+## bench-smoke: the benchmark on a handful of requests (seconds per point; numbers mean nothing)
+bench-smoke: archive bench-tools venv
+	$(PY) -m bench --concurrency 1 4 --duration 1 --warmup 0 --repeats 1 --inprocess-batches 1 \
+	  --inprocess-seconds 0.2 --no-plot --out build/bench-smoke
+
+# --- Formats (docs/FORMATS.md) -------------------------------------------------------------------
+.PHONY: formats-table
+
+## formats-table: export every model in every format afresh, measure each, rewrite the README table (~5 min)
+formats-table: venv
+	$(PY) -m export.formats_table --write README.md docs/FORMATS.md
+
+# --- Reliability (reliability/, docs/RELIABILITY.md) --------------------------------------------
+.PHONY: soak reliability
+SOAK_REQUESTS    ?= 5000
+SOAK_CONCURRENCY ?= 16
+
+## soak: SOAK_REQUESTS (5000) requests at SOAK_CONCURRENCY (16) across all models on a throwaway server; fails on any error
+soak: archive
+	$(PY) -m reliability.load --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY)
+
+## reliability: run the reliability tests and the soak, and rewrite docs/RELIABILITY.md from what they saw (~5 min)
+reliability: archive
+	$(PY) -m reliability.report --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY)

@@ -1,0 +1,85 @@
+"""The load generator: Debian's ``wrk``, one thread, N keep-alive connections (closed loop).
+
+Each connection sends the next request as soon as the previous answer arrives, so N is the
+number of requests in flight ("concurrency N"). wrk is C and costs a few microseconds of CPU per
+request, which matters when client and server share two cores; its CPU time is measured and
+reported with every run (``cpu_us_per_request``).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.payloads import Payload
+
+SCRIPT = Path(__file__).with_name("requests.lua")
+
+
+class LoadGenError(RuntimeError):
+    """wrk is missing, failed, or printed no result."""
+
+
+@dataclass
+class LoadResult:
+    """One wrk run: counts, throughput, latency percentiles (ms) and wrk's own CPU cost."""
+
+    concurrency: int
+    requests: int
+    seconds: float
+    errors: dict  # connect, read, write, status (non-2xx answers), timeout
+    latency_ms: dict  # min, mean, max, p50, p90, p99
+    cpu_us_per_request: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"rps": round(self.rps, 1), "error_count": self.error_count}
+
+
+def wrk_binary() -> str:
+    """Path of wrk, or a LoadGenError saying how to get it."""
+    path = shutil.which("wrk")
+    if not path:
+        raise LoadGenError("wrk not found: `make bench` installs it (apt-get install wrk)")
+    return path
+
+
+def run_load(
+    url: str, payloads: list[Payload], concurrency: int, seconds: int, token: str | None = None, timeout: int = 30
+) -> LoadResult:
+    """POST ``payloads`` in turn to ``url`` from ``concurrency`` connections for ``seconds``.
+
+    Raises:
+        LoadGenError: wrk failed or printed no result line.
+    """
+    command = [wrk_binary(), "-t1", f"-c{concurrency}", f"-d{max(1, int(seconds))}s", f"--timeout={timeout}s"]
+    command += ["-s", str(SCRIPT), url, "--", token or "-"]
+    for p in payloads:
+        command += [str(p.path), p.content_type]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + timeout + 30)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise LoadGenError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+    raw = json.loads(line.removeprefix("BENCH_JSON "))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return LoadResult(
+        concurrency=concurrency,
+        requests=raw["requests"],
+        seconds=raw["duration_us"] / 1e6,
+        errors=raw["errors"],
+        latency_ms={k: round(v / 1000, 3) for k, v in raw["latency_us"].items()},
+        cpu_us_per_request=round(cpu * 1e6 / max(1, raw["requests"]), 1),
+    )

@@ -1,0 +1,247 @@
+"""One benchmark run: for each model, the in-process limit, TorchServe and Flask, on one machine.
+
+Order: every model's in-process limit (a subprocess each), then one TorchServe with every archive
+registered; per model a Flask server on the same archive, both checked against the in-process
+answers, then ``repeats`` rounds of (TorchServe, Flask) x concurrencies, each point a warm-up run
+that is thrown away and a measured run. Rounds interleave the systems so that slow drift on a
+shared machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import requests
+
+from bench import torchserve as ts
+from bench.archive import variant_archive
+from bench.flask_process import FlaskServer
+from bench.loadgen import run_load, wrk_binary
+from bench.payloads import payloads
+from export.paths import MODEL_STORE, ROOT, model_names
+
+
+@dataclass
+class Settings:
+    """What to run; the defaults are `make bench`'s."""
+
+    models: list[str] = field(default_factory=model_names)
+    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    duration: int = 5  # s per measured run
+    warmup: int = 1  # s per warm-up run before each measured one (0: none)
+    repeats: int = 3
+    systems: list[str] = field(default_factory=lambda: ["torchserve", "flask"])
+    model_store: Path = MODEL_STORE
+    inprocess_batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    inprocess_seconds: float = 2.0
+    overrides: dict = field(default_factory=dict)  # config.properties key -> value
+    model_overrides: dict = field(default_factory=dict)  # model -> {model-config.yaml key (or threads): value}
+
+
+def machine() -> dict:
+    """Where the run happens: load, CPU, versions."""
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    wrk = subprocess.run([wrk_binary(), "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    import torch
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchserve": _version("torchserve"),
+        "flask": _version("flask"),
+        "wrk": wrk.split(" Copyright")[0].strip(),
+    }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def in_process(name: str, archive: Path, settings: Settings) -> dict:
+    """The limit, measured in a subprocess (bench/inprocess.py)."""
+    command = [sys.executable, "-m", "bench.inprocess", name, "--archive", str(archive)]
+    command += ["--batch-sizes", *map(str, settings.inprocess_batches), "--seconds", str(settings.inprocess_seconds)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"in-process run of {name} failed:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def same(got, want, tol: float = 1e-4) -> bool:
+    """Equal JSON, numbers within ``tol`` (Flask runs the model on torch's default thread count)."""
+    if isinstance(want, dict):
+        return isinstance(got, dict) and got.keys() == want.keys() and all(same(got[k], want[k], tol) for k in want)
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(map(same, got, want, [tol] * len(want)))
+    if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        return abs(got - want) <= tol
+    return got == want
+
+
+def check_answers(url: str, name: str, expected: dict, token: str | None) -> list[str]:
+    """Send every sample once; list the ones whose status or answer differs from in process."""
+    wrong = []
+    for p in payloads(name):
+        headers = {"Content-Type": p.content_type} | ({"Authorization": f"Bearer {token}"} if token else {})
+        response = requests.post(url, data=p.raw, headers=headers, timeout=60)
+        want = expected[p.name]
+        if response.status_code != want["status"] or not same(response.json(), want["answer"]):
+            wrong.append(f"{p.name}: {response.status_code} {response.text[:200]}")
+    return wrong
+
+
+def flask_point(flask: FlaskServer, name: str, concurrency: int, settings: Settings) -> dict:
+    """A warm-up run (discarded), then the measured run; each followed by a drain."""
+    if settings.warmup:
+        run_load(flask.url, payloads(name), concurrency, settings.warmup)
+        flask.wait_idle()
+    cpu = flask.cpu_seconds()
+    result = run_load(flask.url, payloads(name), concurrency, settings.duration)
+    cpu = flask.cpu_seconds() - cpu
+    return result.to_dict() | {
+        "flask": {"cpu_ms_per_request": round(cpu * 1000 / max(1, result.requests), 4)},
+        "drain_s": round(flask.wait_idle(), 1),
+    }
+
+
+def torchserve_point(server, name: str, concurrency: int, settings: Settings, token: str) -> dict:
+    """One measured TorchServe point, with TorchServe's own split of the time per request."""
+    url = f"{server.address('inference')}/predictions/{name}"
+    if settings.warmup:
+        run_load(url, payloads(name), concurrency, settings.warmup, token)
+    ts.drain(server, name, payloads(name)[0], token)
+    before, offset, logged = ts.model_counters(ts.scrape(server), name), ts.log_size(server), ts.log_bytes(server)
+    cpu = ts.cpu_seconds(server)
+    result = run_load(url, payloads(name), concurrency, settings.duration, token)
+    cpu = {k: v - cpu[k] for k, v in ts.cpu_seconds(server).items()}
+    after, logged = ts.model_counters(ts.scrape(server), name), ts.log_bytes(server) - logged
+    drained = ts.drain(server, name, payloads(name)[0], token)  # requests still queued when wrk stopped
+    batches = ts.batches_since(server, offset, name)
+    served = max(1.0, after["requests"] - before["requests"])
+    split = {
+        "frontend_ms": round((after["latency_us"] - before["latency_us"]) / served / 1000, 3),
+        "queue_ms": round((after["queue_us"] - before["queue_us"]) / served / 1000, 3),
+        "log_bytes_per_request": round(logged / served),
+        "drain_s": round(drained, 1),
+        "frontend_cpu_ms_per_request": round(cpu["frontend"] * 1000 / served, 4),
+        "worker_cpu_ms_per_request": round(cpu["workers"] * 1000 / served, 4),
+    }
+    if batches:
+        requests_in_batches = sum(n for _, n in batches)
+        split |= {
+            "batches": len(batches),
+            "mean_batch": round(requests_in_batches / len(batches), 2),
+            "prediction_ms_per_batch": round(sum(t for t, _ in batches) / len(batches), 3),
+            "prediction_ms_per_request": round(sum(t for t, _ in batches) / requests_in_batches, 3),
+        }
+    return result.to_dict() | {"torchserve": split}
+
+
+def bench_model(name: str, server, token: str, limit: dict, settings: Settings, work: Path, log) -> dict:
+    """Every point of one model: correctness first, then the rounds."""
+    archive = settings.model_store / f"{name}.mar"
+    out = {"runs": {s: {str(c): [] for c in settings.concurrency} for s in settings.systems}, "wrong_answers": {}}
+    ts_url = f"{server.address('inference')}/predictions/{name}"
+    out["wrong_answers"]["torchserve"] = check_answers(ts_url, name, limit["answers"], token)
+    use_flask = "flask" in settings.systems
+    with FlaskServer(archive, work / f"flask-{name}.log", payloads(name)[0]) if use_flask else nullcontext() as flask:
+        if use_flask:
+            out["wrong_answers"]["flask"] = check_answers(flask.url, name, limit["answers"], None)
+        for round_ in range(settings.repeats):
+            if round_:  # the limit again, between rounds: the machine's load drifts for all alike
+                limit["rounds"].append(in_process(name, archive, settings)["batches"])
+            for system in settings.systems:
+                for c in settings.concurrency:
+                    if system == "torchserve":
+                        point = torchserve_point(server, name, c, settings, token)
+                    else:
+                        point = flask_point(flask, name, c, settings)
+                    point["loadavg_1m"] = round(os.getloadavg()[0], 2)  # other work on the machine
+                    out["runs"][system][str(c)].append(point)
+                    log(
+                        f"  {name} round {round_ + 1}/{settings.repeats} {system:10s} c={c:<3d} "
+                        f"{point['rps']:8.1f} req/s  p50 {point['latency_ms']['p50']:7.2f} ms  "
+                        f"p99 {point['latency_ms']['p99']:7.2f} ms  errors {point['error_count']}"
+                    )
+        out["flask_mb"] = flask.rss_mb() if use_flask else None
+    limit["batches"] = median_batches(limit["rounds"])
+    return out
+
+
+def median_batches(rounds: list[list[dict]]) -> list[dict]:
+    """Per batch size, the median of each in-process figure over the rounds."""
+    out = []
+    for i, first in enumerate(rounds[0]):
+        values = [r[i] for r in rounds]
+        out.append({k: first[k] if k == "batch" else statistics.median(v[k] for v in values) for k in first})
+    return out
+
+
+def run(settings: Settings, log=print) -> dict:
+    """The whole run; returns everything measured (the report is made from it)."""
+    started = time.time()
+    results = {"machine": machine(), "settings": _jsonable(asdict(settings)), "models": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as store:
+        if settings.model_overrides:  # serve (and measure in process) copies with the changed config
+            for name in settings.models:
+                source = settings.model_store / f"{name}.mar"
+                variant_archive(source, Path(store) / source.name, settings.model_overrides.get(name, {}))
+            settings = replace(settings, model_store=Path(store))
+        _run(settings, results, log)
+    results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["machine"]["seconds"] = round(time.time() - started, 1)
+    return results
+
+
+def _run(settings: Settings, results: dict, log) -> None:
+    for name in settings.models:
+        log(f"in process: {name}")
+        limit = in_process(name, settings.model_store / f"{name}.mar", settings)
+        limit["rounds"] = [limit["batches"]]
+        results["models"][name] = {
+            "inprocess": limit,
+            "archive_bytes": (settings.model_store / f"{name}.mar").stat().st_size,
+        }
+    with tempfile.TemporaryDirectory(prefix="bench-ts-") as tmp:
+        work = Path(tmp)
+        log("starting TorchServe")
+        server = ts.start(work / "torchserve", settings.model_store, settings.overrides)
+        try:
+            for name in settings.models:
+                results["models"][name]["register_s"] = round(ts.register(server, name), 3)
+                d = ts.describe(server, name)
+                results["models"][name]["served_config"] = {
+                    k: d[k] for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")
+                } | {"threads": results["models"][name]["inprocess"]["threads"]}
+            token = ts.token(server)
+            samples = ts.scrape(server)
+            for name in settings.models:
+                results["models"][name]["worker_load_ms"] = ts.worker_load_ms(samples, name)
+                limit = results["models"][name]["inprocess"]
+                results["models"][name] |= bench_model(name, server, token, limit, settings, work, log)
+            results["memory"] = ts.memory(server, settings.models)
+        finally:
+            server.stop()
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return str(value) if isinstance(value, Path) else value

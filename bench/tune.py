@@ -1,0 +1,292 @@
+"""Measure the settings behind the defaults: ``python -m bench.tune [SWEEP ...]`` (``make bench-tune``).
+
+Each sweep varies one group of settings from a base (the project's config.properties plus
+``--set`` overrides, and each archive's model-config.yaml) and measures TorchServe at a few
+concurrencies, rounds interleaving the variants. Results go to bench/results/tuning.json (merged
+per sweep) and tuning.md; docs/PERFORMANCE.md explains the choices made from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import torchserve as ts
+from bench.archive import variant_archive
+from bench.flask_process import FlaskServer
+from bench.payloads import payloads
+from bench.run import Settings, flask_point, in_process, torchserve_point
+from bench.summary import TEXT_MODEL, heaviest
+from export.paths import MODEL_STORE, ROOT, model_names
+
+RESULTS = ROOT / "bench" / "results"
+LOGGING_KEYS = ("vmargs", "async_logging", "disable_system_metrics")
+QUIET_LOGS = {"vmargs": f"-Dlog4j.configurationFile=file://{ROOT / 'bench' / 'log4j2.xml'}"}
+
+
+@dataclass
+class Variant:
+    """One setting to measure: config.properties lines and model-config.yaml keys it changes."""
+
+    label: str
+    config: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)  # batchSize, maxBatchDelay, minWorkers, maxWorkers, threads
+    flask_nodelay: bool | None = None  # set: measure the Flask server instead of TorchServe
+    flask_threads: int = 0  # torch threads of the Flask server (0: torch's default)
+
+
+def sweeps(heavy: str) -> dict[str, tuple[list[str], list[int], list[Variant]]]:
+    """Sweep name -> (models, concurrencies, variants). The first variant of each is its base."""
+    every = model_names()
+    return {
+        "logging": (
+            ["digits"],
+            [1, 16],
+            [
+                Variant("TorchServe's log4j2.xml"),
+                Variant("async_logging=true", {"async_logging": "true"}),
+                Variant("bench/log4j2.xml", QUIET_LOGS),
+                Variant("bench/log4j2.xml + async_logging", QUIET_LOGS | {"async_logging": "true"}),
+                Variant(
+                    "+ disable_system_metrics",
+                    QUIET_LOGS | {"async_logging": "true", "disable_system_metrics": "true"},
+                ),
+            ],
+        ),
+        "netty": (
+            ["digits"],
+            [16, 64],
+            [
+                Variant("netty threads: default (= cores)"),
+                Variant("1 server / 1 client thread", {"number_of_netty_threads": "1", "netty_client_threads": "1"}),
+                Variant("4 / 4", {"number_of_netty_threads": "4", "netty_client_threads": "4"}),
+            ],
+        ),
+        "batching": (
+            every,
+            [1, 16, 64],
+            [
+                Variant("archive's model-config.yaml"),
+                Variant("batch 1", model={"batchSize": 1, "maxBatchDelay": 0}),
+                Variant("batch 8, delay 1 ms", model={"batchSize": 8, "maxBatchDelay": 1}),
+                Variant("batch 16, delay 1 ms", model={"batchSize": 16, "maxBatchDelay": 1}),
+                Variant("batch 8, delay 1 ms, 2 workers", model=_workers(8, 2, 1)),
+            ],
+        ),
+        "workers": (
+            [heavy],
+            [1, 16],
+            [
+                Variant("batch 1; 1 worker x 1 thread", model=_workers(1, 1, 1)),
+                Variant("batch 1; 1 worker x 2 threads", model=_workers(1, 1, 2)),
+                Variant("batch 1; 2 workers x 1 thread", model=_workers(1, 2, 1)),
+            ],
+        ),
+        "flask": (
+            ["digits", heavy],
+            [1, 16],
+            [
+                Variant("Flask as tutorials run it", flask_nodelay=False),
+                Variant("Flask + TCP_NODELAY", flask_nodelay=True),
+                Variant("Flask + torch.set_num_threads(1)", flask_nodelay=False, flask_threads=1),
+            ],
+        ),
+    }
+
+
+def _workers(batch: int, workers: int, threads: int) -> dict:
+    return {
+        "batchSize": batch,
+        "maxBatchDelay": 0 if batch == 1 else 1,
+        "minWorkers": workers,
+        "maxWorkers": workers,
+    } | {"threads": threads}
+
+
+def run_sweep(name: str, models, concurrency, variants, base: dict, settings: Settings, log) -> dict:
+    """Every variant of one sweep for each model, ``settings.repeats`` interleaved rounds."""
+    points: dict = {m: {v.label: {str(c): [] for c in concurrency} for v in variants} for m in models}
+    with tempfile.TemporaryDirectory(prefix=f"bench-tune-{name}-") as tmp:
+        work, store = Path(tmp), Path(tmp) / "store"
+        store.mkdir()
+        server, server_config, starts = None, None, 0
+        try:
+            for round_ in range(settings.repeats):
+                for variant in variants:
+                    config = base | variant.config
+                    if variant.flask_nodelay is None and config != server_config:
+                        if server:
+                            server.stop()
+                        starts += 1
+                        server, server_config = ts.start(work / f"ts-{starts}", store, config), config
+                    for model in models:
+                        variant_archive(settings.model_store / f"{model}.mar", store / f"{model}.mar", variant.model)
+                        for c, point in measure_variant(server, model, concurrency, variant, settings, work):
+                            points[model][variant.label][str(c)].append(point)
+                            log(
+                                f"  {name} round {round_ + 1} {model} [{variant.label}] c={c}: {point['rps']:.0f} "
+                                f"req/s p50 {point['latency_ms']['p50']:.2f} p99 {point['latency_ms']['p99']:.2f} ms "
+                                f"errors {point['error_count']}"
+                            )
+        finally:
+            if server:
+                server.stop()
+    return {"base": base, "concurrency": concurrency, "variants": [v.__dict__ for v in variants], "points": points}
+
+
+def measure_variant(server, model: str, concurrency: list[int], variant: Variant, settings: Settings, work: Path):
+    """Yield (concurrency, point) for one variant of one model."""
+    if variant.flask_nodelay is not None:
+        archive = settings.model_store / f"{model}.mar"
+        probe = payloads(model)[0]
+        with FlaskServer(archive, work / "flask.log", probe, variant.flask_nodelay, variant.flask_threads) as flask:
+            for c in concurrency:
+                yield c, flask_point(flask, model, c, settings)
+        return
+    ts.register(server, model)
+    token = ts.token(server)
+    try:
+        for c in concurrency:
+            yield c, torchserve_point(server, model, c, settings, token)
+    finally:
+        ts.drain(server, model, payloads(model)[0], token)  # TorchServe refuses to unregister with a full queue
+        server.client().unregister(model)
+
+
+def inprocess_threads(model: str, settings: Settings, threads: list[int]) -> dict:
+    """The limit of the heavy model at each thread count (it depends on it)."""
+    out = {}
+    for n in threads:
+        command = [
+            sys.executable,
+            "-m",
+            "bench.inprocess",
+            model,
+            "--archive",
+            str(settings.model_store / f"{model}.mar"),
+        ]
+        command += ["--batch-sizes", *map(str, settings.inprocess_batches), "--threads", str(n)]
+        command += ["--seconds", str(settings.inprocess_seconds)]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+        result = json.loads(done.stdout)
+        out[str(n)] = [{k: b[k] for k in ("batch", "items_per_s", "ms_per_call_p50")} for b in result["batches"]]
+    return out
+
+
+def render(tuning: dict) -> str:
+    """tuning.md: per sweep, per model, the median req/s, p50 and p99 of each variant."""
+    lines = [
+        "# Tuning measurements",
+        "",
+        "Written by `make bench-tune` (`python -m bench.tune`); raw numbers in `tuning.json`. Each cell: median "
+        "over rounds of requests/s, p50 / p99 ms; log bytes and the server's CPU time (frontend + workers, or the "
+        "Flask process) per request at the highest concurrency. The choices made from these: docs/PERFORMANCE.md.",
+    ]
+    for name, sweep in tuning.items():
+        if name == "inprocess_threads":
+            lines += ["", "## In-process limit by torch threads", ""]
+            for model, by_threads in sweep.items():
+                for n, rows in by_threads.items():
+                    cells = ", ".join(f"batch {r['batch']}: {r['items_per_s']:.0f}/s" for r in rows)
+                    lines.append(f"- {model}, {n} thread(s): {cells}")
+            continue
+        lines += ["", f"## {name}", "", f"Base: {sweep['meta']}", ""]
+        concurrency = sweep["concurrency"]
+        for model, by_variant in sweep["points"].items():
+            lines += [
+                f"**{model}**",
+                "",
+                "| variant | " + " | ".join(f"c={c}" for c in concurrency) + " | log B/req | CPU ms/req |",
+            ]
+            lines.append("|---|" + "---:|" * (len(concurrency) + 2))
+            for label, by_c in by_variant.items():
+                cells, logged, cpu = [], [], []
+                for c in concurrency:
+                    runs = by_c[str(c)]
+                    if not runs:
+                        cells.append("–")
+                        continue
+                    med = {k: statistics.median(r["latency_ms"][k] for r in runs) for k in ("p50", "p99")}
+                    rps = statistics.median(r["rps"] for r in runs)
+                    errors = sum(r["error_count"] for r in runs)
+                    cells.append(
+                        f"{rps:,.0f} /s, {med['p50']:.2f} / {med['p99']:.2f}" + (f" ({errors} err)" if errors else "")
+                    )
+                    logged += [r["torchserve"]["log_bytes_per_request"] for r in runs if "torchserve" in r]
+                    # CPU per request at the highest concurrency: frontend + worker(s).
+                    cpu = [
+                        r["torchserve"]["frontend_cpu_ms_per_request"] + r["torchserve"]["worker_cpu_ms_per_request"]
+                        if "torchserve" in r
+                        else r["flask"]["cpu_ms_per_request"]
+                        for r in runs
+                        if "torchserve" in r or "flask" in r
+                    ]
+                log_cell = f"{statistics.median(logged):,.0f}" if logged else ""
+                cpu_cell = f"{statistics.median(cpu):.3f}" if cpu else ""
+                lines.append(f"| {label} | " + " | ".join(cells) + f" | {log_cell} | {cpu_cell} |")
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen sweeps (default: all) and rewrite tuning.md."""
+    parser = argparse.ArgumentParser(prog="python -m bench.tune", description=__doc__.splitlines()[0])
+    parser.add_argument("sweeps", nargs="*", help="logging, netty, batching, workers, flask, inprocess (default: all)")
+    parser.add_argument("--duration", type=int, default=3, help="s per measured run (default: 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds (default: 3)")
+    parser.add_argument("--models", nargs="+", help="restrict every sweep to these models (default: each sweep's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="base config.properties line")
+    parser.add_argument("--quiet-logs", action="store_true", help="base: bench/log4j2.xml + async logging")
+    parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives (default: model_store)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write (default: bench/results)")
+    args = parser.parse_args(argv)
+    settings = Settings(duration=args.duration, repeats=args.repeats, model_store=args.model_store, warmup=1)
+    base = dict(item.split("=", 1) for item in args.set) | (
+        QUIET_LOGS | {"async_logging": "true"} if args.quiet_logs else {}
+    )
+    heavy = heavy_model(settings.model_store)
+    table = sweeps(heavy)
+    chosen = args.sweeps or [*table, "inprocess"]
+    path = args.out / "tuning.json"
+    tuning = json.loads(path.read_text()) if path.exists() else {}
+    for name in chosen:
+        print(f"== sweep {name}", flush=True)
+        if name == "inprocess":
+            tuning["inprocess_threads"] = {heavy: inprocess_threads(heavy, settings, [1, 2])}
+        else:
+            models, concurrency, variants = table[name]
+            # The logging sweep measures the logging settings themselves: none of them in its base.
+            sweep_base = {k: v for k, v in base.items() if name != "logging" or k not in LOGGING_KEYS}
+            result = run_sweep(
+                name, args.models or models, concurrency, variants, sweep_base, settings, lambda s: print(s, flush=True)
+            )
+            result["meta"] = (
+                f"config.properties + {sweep_base or 'nothing'}; {settings.repeats} rounds of {settings.duration} s"
+            )
+            if args.models and name in tuning:  # a rerun for some models keeps the others' numbers
+                result["points"] = tuning[name]["points"] | result["points"]
+            tuning[name] = result
+        args.out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(tuning, indent=1) + "\n")
+        (args.out / "tuning.md").write_text(render(tuning))
+    print(f"wrote {path} and {args.out / 'tuning.md'}")
+    return 0
+
+
+def heavy_model(store: Path) -> str:
+    """text_embedder if archived, else the archived model slowest in process at batch 1."""
+    archived = [m for m in model_names() if (store / f"{m}.mar").exists()]
+    if TEXT_MODEL in archived:
+        return TEXT_MODEL
+    quick = Settings(model_store=store, inprocess_batches=[1], inprocess_seconds=0.3)
+    return heaviest({"models": {m: {"inprocess": in_process(m, store / f"{m}.mar", quick)} for m in archived}})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
