@@ -26,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--version", default="all", help="one version (default: all)")
     r = sub.add_parser("register", help="register archives from the model store, by file name")
     r.add_argument("archives", nargs="+", help="e.g. digits.mar")
-    r.add_argument("--workers", type=int, default=1, help="initial workers (default: 1)")
+    r.add_argument("--workers", type=int, help="initial workers (default: the archive's minWorkers)")
     r.add_argument(
         "--skip-registered", action="store_true", help="no error for a model already registered (default: off)"
     )

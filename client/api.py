@@ -104,9 +104,12 @@ class TorchServeClient:
         path = f"/models/{model}" + (f"/{version}" if version else "")
         return self._call("management", "GET", path, f"describe {model}")
 
-    def register(self, archive: str, initial_workers: int = 1, synchronous: bool = True) -> dict:
-        """``POST /models``: load an archive from the model store, by file name."""
-        params = {"url": archive, "initial_workers": initial_workers, "synchronous": str(synchronous).lower()}
+    def register(self, archive: str, initial_workers: int | None = None, synchronous: bool = True) -> dict:
+        """``POST /models``: load an archive from the model store, by file name. Without
+        ``initial_workers`` the archive's model-config.yaml decides."""
+        params = {"url": archive, "synchronous": str(synchronous).lower()}
+        if initial_workers is not None:
+            params["initial_workers"] = initial_workers
         return self._call("management", "POST", "/models", f"register {archive}", params=params)
 
     def scale(self, model: str, min_worker: int, max_worker: int | None = None, version: str | None = None) -> dict:
