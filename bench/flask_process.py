@@ -11,7 +11,7 @@ import psutil
 import requests
 
 from bench.payloads import Payload
-from bench.torchserve import free_ports
+from client.server import free_ports
 from export.paths import ROOT
 
 

@@ -4,16 +4,14 @@ and what TorchServe itself reports (metrics counters, per-batch PredictionTime, 
 from __future__ import annotations
 
 import re
-import socket
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import psutil
 import requests
 
 from client.api import TorchServeClient
-from client.server import Server
+from client.server import Server, free_ports
 from export.paths import CONFIG
 
 # "[METRICS]PredictionTime.Milliseconds:1.71|#ModelName:digits,...|#hostname:vm,<ts>,<request ids>"
@@ -21,15 +19,6 @@ PREDICTION_LINE = re.compile(
     r"\[METRICS\]PredictionTime\.Milliseconds:([\d.]+)\|#ModelName:([^,|]+).*?#hostname:[^,]+,\d+,([\w,-]*?),? pattern="
 )
 SAMPLE_LINE = re.compile(r"^(\w+)\{(.*)\}\s+(\S+)$")
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel says are free now (held open together so they differ)."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
 
 
 def bench_config(target: Path, model_store: Path, overrides: dict[str, str] | None = None, base: Path = CONFIG) -> Path:
