@@ -74,6 +74,7 @@ def test_a_killed_worker_fails_only_its_requests_and_comes_back(server, client, 
     sample = samples(model)[0]
     register_as(server, client, f"{model}.mar", name)
     try:
+        client.scale(name, 1)  # one worker: its death must not be hidden by a second one
         [victim] = worker_pids(client, name)
         url = f"{server.address('inference')}/predictions/{name}"
         with Traffic(url, client.token("inference"), sample.raw, sample.content_type) as traffic:
