@@ -1,4 +1,4 @@
-"""Where a TorchServe worker spends its time under load: ``python -m bench.profile digits``.
+"""Where a TorchServe worker spends its time under load: ``python -m bench.profile <model>``.
 
 Starts TorchServe with the archive (its model-config.yaml, or ``--set`` config lines), loads it with
 wrk at one concurrency, samples the worker with py-spy (requirements-bench.txt) and prints the share

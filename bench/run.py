@@ -27,7 +27,7 @@ from bench import torchserve as ts
 from bench.archive import variant_archive
 from bench.flask_process import FlaskServer
 from bench.loadgen import run_load, wrk_binary
-from bench.payloads import payloads
+from bench.payloads import Payload, corpora, corpus_targets, payloads
 from export.paths import MODEL_STORE, ROOT, model_names
 
 
@@ -46,6 +46,19 @@ class Settings:
     inprocess_seconds: float = 2.0
     overrides: dict = field(default_factory=dict)  # config.properties key -> value
     model_overrides: dict = field(default_factory=dict)  # model -> {model-config.yaml key (or threads): value}
+    corpora: list[str] | None = None  # only these corpora (default: every corpus each model folder offers)
+    checked: int = 24  # bodies of each corpus whose answers are compared before the load
+    inprocess_bodies: int = 96  # bodies of each corpus every in-process batch size is timed on
+
+
+def workloads(settings: Settings) -> list[tuple[str, str]]:
+    """(model, corpus) pairs to measure: each model's corpora (bench/*.json in its folder, else samples)."""
+    return [(m, c) for m in settings.models for c in corpora(m) if settings.corpora is None or c in settings.corpora]
+
+
+def workload_id(model: str, corpus: str) -> str:
+    """The key of one (model, corpus) in the results and the report."""
+    return f"{model}/{corpus}"
 
 
 def machine() -> dict:
@@ -72,9 +85,10 @@ def _version(package: str) -> str:
     return version(package)
 
 
-def in_process(name: str, archive: Path, settings: Settings) -> dict:
+def in_process(name: str, archive: Path, settings: Settings, corpus: str = "samples") -> dict:
     """The limit, measured in a subprocess (bench/inprocess.py)."""
-    command = [sys.executable, "-m", "bench.inprocess", name, "--archive", str(archive)]
+    command = [sys.executable, "-m", "bench.inprocess", name, "--archive", str(archive), "--corpus", corpus]
+    command += ["--answers", str(settings.checked), "--bodies", str(settings.inprocess_bodies)]
     command += ["--batch-sizes", *map(str, settings.inprocess_batches), "--seconds", str(settings.inprocess_seconds)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -93,10 +107,10 @@ def same(got, want, tol: float = 1e-4) -> bool:
     return got == want
 
 
-def check_answers(url: str, name: str, expected: dict, token: str | None) -> list[str]:
-    """Send every sample once; list the ones whose status or answer differs from in process."""
+def check_answers(url: str, bodies: list[Payload], expected: dict, token: str | None) -> list[str]:
+    """Send each body whose in-process answer is known once; list those whose status or answer differs."""
     wrong = []
-    for p in payloads(name):
+    for p in (p for p in bodies if p.name in expected):
         headers = {"Content-Type": p.content_type} | ({"Authorization": f"Bearer {token}"} if token else {})
         response = requests.post(url, data=p.raw, headers=headers, timeout=60)
         want = expected[p.name]
@@ -105,13 +119,13 @@ def check_answers(url: str, name: str, expected: dict, token: str | None) -> lis
     return wrong
 
 
-def flask_point(flask: FlaskServer, name: str, concurrency: int, settings: Settings) -> dict:
+def flask_point(flask: FlaskServer, bodies: list[Payload], concurrency: int, settings: Settings) -> dict:
     """A warm-up run (discarded), then the measured run; each followed by a drain."""
     if settings.warmup:
-        run_load(flask.url, payloads(name), concurrency, settings.warmup)
+        run_load(flask.url, bodies, concurrency, settings.warmup)
         flask.wait_idle()
     cpu = flask.cpu_seconds()
-    result = run_load(flask.url, payloads(name), concurrency, settings.duration)
+    result = run_load(flask.url, bodies, concurrency, settings.duration)
     cpu = flask.cpu_seconds() - cpu
     return result.to_dict() | {
         "flask": {"cpu_ms_per_request": round(cpu * 1000 / max(1, result.requests), 4)},
@@ -119,18 +133,20 @@ def flask_point(flask: FlaskServer, name: str, concurrency: int, settings: Setti
     }
 
 
-def torchserve_point(server, name: str, concurrency: int, settings: Settings, token: str) -> dict:
+def torchserve_point(
+    server, name: str, bodies: list[Payload], concurrency: int, settings: Settings, token: str
+) -> dict:
     """One measured TorchServe point, with TorchServe's own split of the time per request."""
     url = f"{server.address('inference')}/predictions/{name}"
     if settings.warmup:
-        run_load(url, payloads(name), concurrency, settings.warmup, token)
-    ts.drain(server, name, payloads(name)[0], token)
+        run_load(url, bodies, concurrency, settings.warmup, token)
+    ts.drain(server, name, bodies[0], token)
     before, offset, logged = ts.model_counters(ts.scrape(server), name), ts.log_size(server), ts.log_bytes(server)
     cpu = ts.cpu_seconds(server)
-    result = run_load(url, payloads(name), concurrency, settings.duration, token)
+    result = run_load(url, bodies, concurrency, settings.duration, token)
     cpu = {k: v - cpu[k] for k, v in ts.cpu_seconds(server).items()}
     after, logged = ts.model_counters(ts.scrape(server), name), ts.log_bytes(server) - logged
-    drained = ts.drain(server, name, payloads(name)[0], token)  # requests still queued when wrk stopped
+    drained = ts.drain(server, name, bodies[0], token)  # requests still queued when wrk stopped
     batches = ts.batches_since(server, offset, name)
     served = max(1.0, after["requests"] - before["requests"])
     split = {
@@ -152,29 +168,30 @@ def torchserve_point(server, name: str, concurrency: int, settings: Settings, to
     return result.to_dict() | {"torchserve": split}
 
 
-def bench_model(name: str, server, token: str, limit: dict, settings: Settings, work: Path, log) -> dict:
-    """Every point of one model: correctness first, then the rounds."""
-    archive = settings.model_store / f"{name}.mar"
+def bench_workload(name: str, corpus: str, server, token: str, limit: dict, settings: Settings, work: Path, log):
+    """Every point of one model on one corpus: correctness first, then the rounds."""
+    archive, bodies = settings.model_store / f"{name}.mar", payloads(name, corpus)
     out = {"runs": {s: {str(c): [] for c in settings.concurrency} for s in settings.systems}, "wrong_answers": {}}
     ts_url = f"{server.address('inference')}/predictions/{name}"
-    out["wrong_answers"]["torchserve"] = check_answers(ts_url, name, limit["answers"], token)
+    out["wrong_answers"]["torchserve"] = check_answers(ts_url, bodies, limit["answers"], token)
     use_flask = "flask" in settings.systems
-    with FlaskServer(archive, work / f"flask-{name}.log", payloads(name)[0]) if use_flask else nullcontext() as flask:
+    flask_log = work / f"flask-{name}-{corpus}.log"
+    with FlaskServer(archive, flask_log, bodies[0]) if use_flask else nullcontext() as flask:
         if use_flask:
-            out["wrong_answers"]["flask"] = check_answers(flask.url, name, limit["answers"], None)
+            out["wrong_answers"]["flask"] = check_answers(flask.url, bodies, limit["answers"], None)
         for round_ in range(settings.repeats):
             if round_:  # the limit again, between rounds: the machine's load drifts for all alike
-                limit["rounds"].append(in_process(name, archive, settings)["batches"])
+                limit["rounds"].append(in_process(name, archive, settings, corpus)["batches"])
             for system in settings.systems:
                 for c in settings.concurrency:
                     if system == "torchserve":
-                        point = torchserve_point(server, name, c, settings, token)
+                        point = torchserve_point(server, name, bodies, c, settings, token)
                     else:
-                        point = flask_point(flask, name, c, settings)
+                        point = flask_point(flask, bodies, c, settings)
                     point["loadavg_1m"] = round(os.getloadavg()[0], 2)  # other work on the machine
                     out["runs"][system][str(c)].append(point)
                     log(
-                        f"  {name} round {round_ + 1}/{settings.repeats} {system:10s} c={c:<3d} "
+                        f"  {workload_id(name, corpus)} round {round_ + 1}/{settings.repeats} {system:10s} c={c:<3d} "
                         f"{point['rps']:8.1f} req/s  p50 {point['latency_ms']['p50']:7.2f} ms  "
                         f"p99 {point['latency_ms']['p99']:7.2f} ms  errors {point['error_count']}"
                     )
@@ -209,11 +226,14 @@ def run(settings: Settings, log=print) -> dict:
 
 
 def _run(settings: Settings, results: dict, log) -> None:
-    for name in settings.models:
-        log(f"in process: {name}")
-        limit = in_process(name, settings.model_store / f"{name}.mar", settings)
+    for name, corpus in workloads(settings):
+        log(f"in process: {workload_id(name, corpus)}")
+        limit = in_process(name, settings.model_store / f"{name}.mar", settings, corpus)
         limit["rounds"] = [limit["batches"]]
-        results["models"][name] = {
+        results["models"][workload_id(name, corpus)] = {
+            "model": name,
+            "corpus": corpus,
+            "targets": corpus_targets(name, corpus),
             "inprocess": limit,
             "archive_bytes": (settings.model_store / f"{name}.mar").stat().st_size,
         }
@@ -222,18 +242,19 @@ def _run(settings: Settings, results: dict, log) -> None:
         log("starting TorchServe")
         server = ts.start(work / "torchserve", settings.model_store, settings.overrides)
         try:
+            served = {}
             for name in settings.models:
-                results["models"][name]["register_s"] = round(ts.register(server, name), 3)
+                seconds = round(ts.register(server, name), 3)
                 d = ts.describe(server, name)
-                results["models"][name]["served_config"] = {
-                    k: d[k] for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")
-                } | {"threads": results["models"][name]["inprocess"]["threads"]}
+                config = {k: d[k] for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")}
+                served[name] = {"register_s": seconds, "served_config": config}
             token = ts.token(server)
             samples = ts.scrape(server)
-            for name in settings.models:
-                results["models"][name]["worker_load_ms"] = ts.worker_load_ms(samples, name)
-                limit = results["models"][name]["inprocess"]
-                results["models"][name] |= bench_model(name, server, token, limit, settings, work, log)
+            for name, corpus in workloads(settings):
+                entry = results["models"][workload_id(name, corpus)]
+                entry |= served[name] | {"worker_load_ms": ts.worker_load_ms(samples, name)}
+                entry["served_config"] = served[name]["served_config"] | {"threads": entry["inprocess"]["threads"]}
+                entry |= bench_workload(name, corpus, server, token, entry["inprocess"], settings, work, log)
             results["memory"] = ts.memory(server, settings.models)
         finally:
             server.stop()

@@ -12,6 +12,7 @@ Each group is one call; the outputs go back to their rows' places, so answers ke
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+log = logging.getLogger(__name__)
 MAX_WASTE = 0.25  # at most this share of a call's positions may be padding
 
 
@@ -181,7 +183,7 @@ def scatter(outputs: list[tuple[list[int], object]], rows: int):
     return result
 
 
-def calibrate(inputs: list[dict], axes: list[int | None], call: Callable, repeats: int = 3) -> CostModel:
+def calibrate(inputs: list[dict], axes: list[int | None], call: Callable, repeats: int = 2) -> CostModel:
     """Fit the cost model from timings of ``call`` on inputs of a few sizes (pad-filled tensors of
     each input's dtype; the fastest of ``repeats`` calls after one warm-up)."""
     axis_input = next(i for i, a in zip(inputs, axes, strict=True) if a is not None)
@@ -218,3 +220,21 @@ def _synthetic(spec: dict, axis: int | None, rows: int, length: int) -> torch.Te
     dtype = getattr(torch, spec["dtype"])
     # Not padding everywhere: a text model's mask of all zeros may take a different path.
     return torch.ones(shape, dtype=dtype) if "pad" in spec else torch.zeros(shape, dtype=dtype)
+
+
+def report(context, stats: dict) -> None:
+    """The batch's padding as a worker metric (``PaddedPercent``, a gauge per batch of more than
+    one row; TorchServe lists it on /metrics only with ``model_metrics_auto_detect=true``, and
+    writes it to model_metrics.log either way) and a DEBUG line."""
+    log.debug(
+        "%d rows in %d call(s): %.1f%% padding (%.1f%% as one call)",
+        stats["rows"],
+        stats["calls"],
+        100 * stats["padded"],
+        100 * stats["padded_one_call"],
+    )
+    metrics = getattr(context, "metrics", None)
+    if metrics is not None and stats["rows"] > 1:
+        from ts.metrics.metric_type_enum import MetricTypes
+
+        metrics.add_metric("PaddedPercent", round(100 * stats["padded"], 2), "percent", metric_type=MetricTypes.GAUGE)
