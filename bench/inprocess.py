@@ -40,19 +40,21 @@ def measure(handler, model_dir, name, config, bodies, batch_size: int, seconds: 
         if time.perf_counter() > deadline:
             break
     calls, items, times = 0, 0, []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while calls < len(batches) or time.perf_counter() < start + seconds:
         rows, ctx, n = batches[calls % len(batches)]
         t0 = time.perf_counter()
         handler.handle(rows, ctx)
         times.append(time.perf_counter() - t0)
         calls, items = calls + 1, items + n
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {
         "batch": batch_size,
         "calls": calls,
         "requests_per_s": round(calls * batch_size / elapsed, 1),
         "items_per_s": round(items / elapsed, 1),
+        # CPU time: what other work on a shared machine disturbs least (one thread per handler).
+        "items_per_cpu_s": round(items / max(cpu, 1e-9), 1),
         "ms_per_call_p50": round(statistics.median(times) * 1000, 4),
     }
 

@@ -143,18 +143,20 @@ def _model_section(name: str, model: dict, summary: dict) -> list[str]:
             "",
             "**Where a TorchServe request spends its time** (ms per request, means; frontend and queue from "
             "TorchServe's `ts_inference_latency_microseconds` / `ts_queue_latency_microseconds` counters, "
-            "PredictionTime per batch from the worker's metric lines):",
+            "PredictionTime per batch from the worker's metric lines; padding %: the mean share of padded "
+            "positions in the model calls of batches of more than one row, for models with length-aware batching):",
             "",
             "| concurrency | client mean | frontend total | of which queue | requests per batch | PredictionTime per "
-            "batch | PredictionTime per request | client − frontend |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "batch | PredictionTime per request | client − frontend | padding % |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c, p in sorted(ts_points.items()):
             sp = p.get("split", {})
             lines.append(
                 f"| {c} | {_f(p['mean'], 2)} | {_f(sp.get('frontend_ms'), 2)} | {_f(sp.get('queue_ms'), 2)} | "
                 f"{_f(sp.get('mean_batch'), 2)} | {_f(sp.get('prediction_ms_per_batch'), 2)} | "
-                f"{_f(sp.get('prediction_ms_per_request'), 3)} | {_f(p['mean'] - sp.get('frontend_ms', 0), 2)} |"
+                f"{_f(sp.get('prediction_ms_per_request'), 3)} | {_f(p['mean'] - sp.get('frontend_ms', 0), 2)} | "
+                f"{_f(sp.get('padded_percent'))} |"
             )
     return lines
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -157,6 +158,9 @@ def torchserve_point(
         "frontend_cpu_ms_per_request": round(cpu["frontend"] * 1000 / served, 4),
         "worker_cpu_ms_per_request": round(cpu["workers"] * 1000 / served, 4),
     }
+    padded = padded_percents(server, offset, name)
+    if padded:  # models with length-aware batching report each batch's padding (handlers/batching.py)
+        split["padded_percent"] = round(statistics.mean(padded), 1)
     if batches:
         requests_in_batches = sum(n for _, n in batches)
         split |= {
@@ -166,6 +170,27 @@ def torchserve_point(
             "prediction_ms_per_request": round(sum(t for t, _ in batches) / requests_in_batches, 3),
         }
     return result.to_dict() | {"torchserve": split}
+
+
+# "[METRICS]PaddedPercent.Percent:12.5|#ModelName:<model>,...": one per batch of more than one row.
+PADDED_LINE = re.compile(r"\[METRICS\]PaddedPercent\.Percent:([\d.]+)\|#ModelName:([^,|]+)")
+
+
+def padded_percents(server, offset: int, model: str) -> list[float]:
+    """Padding of each multi-row batch the model's workers ran since ``offset`` in ts_log.log
+    (each line may be logged twice: its request ids tell them apart)."""
+    path = server.log_dir / "ts_log.log"
+    if not path.exists() or path.stat().st_size < offset:
+        return []
+    seen = {}
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for raw in f:
+            line = raw.decode("utf-8", "replace")
+            match = PADDED_LINE.search(line)
+            if match and match.group(2) == model:
+                seen[line.split("#hostname:", 1)[-1]] = float(match.group(1))
+    return list(seen.values())
 
 
 def bench_workload(name: str, corpus: str, server, token: str, limit: dict, settings: Settings, work: Path, log):

@@ -185,7 +185,9 @@ def scatter(outputs: list[tuple[list[int], object]], rows: int):
 
 def calibrate(inputs: list[dict], axes: list[int | None], call: Callable, repeats: int = 2) -> CostModel:
     """Fit the cost model from timings of ``call`` on inputs of a few sizes (pad-filled tensors of
-    each input's dtype; the fastest of ``repeats`` calls after one warm-up)."""
+    each input's dtype; the fastest of ``repeats`` calls after one warm-up). With one torch thread
+    the call runs on this thread, and its CPU time is what other processes disturb least."""
+    clock = time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
     axis_input = next(i for i, a in zip(inputs, axes, strict=True) if a is not None)
     dim = axis_input["shape"][axes[inputs.index(axis_input)]]
     low, high = _bounds(axis_input, dim, 2, 256)
@@ -199,9 +201,9 @@ def calibrate(inputs: list[dict], axes: list[int | None], call: Callable, repeat
         call(tensors)  # warm-up: a JIT specialises on its first calls at a shape
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = clock()
             call(tensors)
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
         timed.append((rows, length, min(times)))
     return CostModel.fit(timed)
 

@@ -32,9 +32,10 @@ def test_bench_writes_a_report_with_every_point_and_no_errors(model_store, tmp_p
             assert len(workload["inprocess"]["answers"]) == min(4, workload["inprocess"]["bodies"])
             assert workload["wrong_answers"] == {"torchserve": [], "flask": []}, workload["wrong_answers"]
             for system in ("torchserve", "flask"):
-                for concurrency in ("1", "4"):
-                    (point,) = workload["runs"][system][concurrency]
-                    assert point["requests"] > 0, (name, corpus, system, concurrency)
-                    assert point["error_count"] == 0, (name, corpus, system, concurrency, point["errors"])
+                points = [workload["runs"][system][c] for c in ("1", "4")]
+                assert all(len(p) == 1 and p[0]["error_count"] == 0 for p in points), (name, corpus, system, points)
+                # Not a speed check (a 1 s point on a busy machine may finish no request at c=1):
+                # a system that answered nothing at either concurrency is broken.
+                assert sum(p[0]["requests"] for p in points) > 0, (name, corpus, system)
             assert all(b["items_per_s"] > 0 for b in workload["inprocess"]["batches"])
     assert raw["memory"]["frontend_mb"] > 0
