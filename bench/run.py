@@ -4,7 +4,7 @@ Order: every model's in-process limit (a subprocess each), then one TorchServe w
 registered; per model a Flask server on the same archive, both checked against the in-process
 answers, then ``repeats`` rounds of (TorchServe, Flask) x concurrencies, each point a warm-up run
 that is thrown away and a measured run. Rounds interleave the systems so that slow drift on a
-shared machine hits both alike.
+shared machine hits both alike. (Over 250 lines: the steps of one run, kept together in order.)
 """
 
 from __future__ import annotations

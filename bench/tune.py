@@ -4,6 +4,7 @@ Each sweep varies one group of settings from a base (the project's config.proper
 ``--set`` overrides, and each archive's model-config.yaml) and measures TorchServe at a few
 concurrencies, rounds interleaving the variants. Results go to bench/results/tuning.json (merged
 per sweep) and tuning.md; docs/PERFORMANCE.md explains the choices made from them.
+(Over 250 lines: about a third is the table of sweeps, which is data.)
 """
 
 from __future__ import annotations
