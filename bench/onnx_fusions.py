@@ -11,6 +11,7 @@ other processes change wall time far more than the CPU time a call needs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -30,6 +31,7 @@ def inputs(spec, rows: int, length: int, rng) -> list[np.ndarray]:
     """One array per model input: every named dimension but the first at ``length``."""
     out = []
     for k, entry in enumerate(spec.inputs):
+        entry = entry if isinstance(entry, dict) else dataclasses.asdict(entry)  # an InputSpec
         shape = [rows] + [length if isinstance(d, str) else d for d in entry["shape"][1:]]
         if entry["dtype"].startswith("int"):
             out.append(rng.integers(1000, 2000, shape) if k == 0 else np.ones(shape, dtype=np.int64))

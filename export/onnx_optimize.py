@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import io
 import logging
 import shutil
@@ -113,6 +114,7 @@ def _feeds(spec, session, rows: int, fraction: float, rng) -> dict:
     feeds = {}
     names = [i.name for i in session.get_inputs()]
     for name, entry in zip(names, spec.inputs, strict=True):
+        entry = entry if isinstance(entry, dict) else dataclasses.asdict(entry)  # an InputSpec
         dims = entry.get("dims", {})
         shape = [
             rows

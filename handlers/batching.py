@@ -1,9 +1,9 @@
 """Length-aware batching: which rows of a batch share a model call, so that padding costs little.
 
-A model whose spec gives an input a ``pad`` value and a named dynamic dimension besides the batch
-(the text model's ``seq``) receives requests of different lengths in one TorchServe batch. Padded
-to the longest, every short row pays for the longest. Here the rows (of all requests together)
-are sorted by their true length and cut into groups, contiguous in that order, chosen by dynamic
+A model with a named dynamic dimension besides the batch whose bounds let it differ between
+requests (the text model's ``seq``) receives requests of different lengths in one TorchServe
+batch, which ``collate`` pads with each input's ``pad`` value: every short row pays for the
+longest. Here the rows (of all requests together) are sorted by their true length and cut into groups, contiguous in that order, chosen by dynamic
 programming to minimise the calls' predicted cost (``CostModel``, fitted from timings of the
 artifact itself), with at most ``max_batch`` rows and at most ``max_waste`` padding per call.
 Each group is one call; the outputs go back to their rows' places, so answers keep their order.
@@ -103,6 +103,7 @@ class Planner:
     max_batch: int | None
     cost: CostModel
     max_waste: float = MAX_WASTE
+    shortest: int = 1  # the dimension's lower bound: no call is cut below what export verified
 
     @classmethod
     def for_model(cls, manifest: dict, settings: dict, call: Callable) -> Planner | None:
@@ -121,17 +122,20 @@ class Planner:
         batch = inputs[0]["shape"][0]  # the verified maximum: export checked the artifact up to it
         max_batch = inputs[0].get("dims", {}).get(batch, {}).get("max") if isinstance(batch, str) else None
         pads = [float(i.get("pad", 0)) for i in inputs]
-        return cls(axes, pads, max_batch, cost, float(settings.get("max_padding", MAX_WASTE)))
+        lead = next(i for i, a in zip(inputs, axes, strict=True) if a is not None)
+        shortest = _bounds(lead, lead["shape"][axes[inputs.index(lead)]], 1, 1)[0]
+        return cls(axes, pads, max_batch, cost, float(settings.get("max_padding", MAX_WASTE)), shortest)
 
     @staticmethod
     def padded_axes(inputs: list[dict]) -> list[int | None] | None:
-        """Per input the axis of the padded named dimension; None unless exactly one such
-        dimension name (besides the batch) is declared with a ``pad`` value."""
-        names = {d for i in inputs if "pad" in i for d in i["shape"][1:] if isinstance(d, str)}
+        """Per input the axis of the padded dimension; None unless exactly one named dimension
+        besides the batch may differ between requests (its bounds allow more than one size):
+        ``collate`` pads such a dimension with the input's ``pad`` value (0 unless declared)."""
+        names = {d for i in inputs for d in i["shape"][1:] if isinstance(d, str) and _varies(i, d)}
         if len(names) != 1:
             return None
         (name,) = names
-        return [i["shape"].index(name) if "pad" in i and name in i["shape"] else None for i in inputs]
+        return [list(i["shape"]).index(name) if name in i["shape"] else None for i in inputs]
 
     def lengths(self, tensors: tuple[torch.Tensor, ...]) -> list[int]:
         """Each row's true length: one past the last position where a padded input differs from its pad."""
@@ -142,7 +146,7 @@ class Planner:
                 mask = (t != pad).amax(dim=other) if other else t != pad  # [rows, width]
                 used = mask if used is None else used | mask
         positions = torch.arange(1, used.shape[1] + 1)
-        return torch.where(used, positions, 0).amax(dim=1).clamp(min=1).tolist()
+        return torch.where(used, positions, 0).amax(dim=1).clamp(min=self.shortest).tolist()
 
     def run(self, batch: tuple[torch.Tensor, ...], call: Callable) -> tuple[object, dict]:
         """``call`` (the model on a tuple of tensors) on each group of ``batch`` (requests already
@@ -206,6 +210,11 @@ def calibrate(inputs: list[dict], axes: list[int | None], call: Callable, repeat
             times.append(clock() - start)
         timed.append((rows, length, min(times)))
     return CostModel.fit(timed)
+
+
+def _varies(spec: dict, dim: str) -> bool:
+    bounds = spec.get("dims", {}).get(dim, {})
+    return bounds.get("max") is None or bounds.get("min", 1) != bounds["max"]
 
 
 def _bounds(spec: dict, dim: str, low: int, high: int) -> tuple[int, int]:

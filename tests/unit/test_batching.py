@@ -8,6 +8,7 @@ dimension.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 
@@ -131,6 +132,8 @@ def test_row_lengths_are_one_past_the_last_non_pad_position_of_any_padded_input(
     ids[1, 6] = 0  # a pad value inside a row: the mask still says the row is 7 long
     want = [max((k + 1 for k in range(9) if ids[r, k] != 0 or mask[r, k] != 0), default=1) for r in range(4)]
     assert planner.lengths((ids, mask)) == want == [3, 7, 1, 5]
+    # Never below the dimension's lower bound (what export verified): the 1-long row runs at 2.
+    assert Planner([1, 1], [0, 0], 32, CostModel(1, 0), shortest=2).lengths((ids, mask)) == [3, 7, 2, 5]
     # A padded dimension that is not the second axis, with a pad other than 0, beside an unpadded input.
     x = torch.full((3, 2, 6), -1.0)
     for r, n in enumerate([2, 6, 4]):
@@ -165,6 +168,10 @@ def test_a_model_without_padded_dimensions_or_with_one_request_per_call_gets_no_
         {"name": "mask", "shape": ["batch", "seq"], "dtype": "int64", "pad": 0},
     ]
     assert Planner.for_model({"inputs": [{"name": "x", "shape": ["batch", 4], "dtype": "float32"}]}, {}, None) is None
+    # A named dimension that cannot differ between requests is never padded, pad value or not.
+    time = {"time": {"min": 64, "max": 64}}
+    fixed = {"name": "w", "shape": ["batch", "time", 4], "dtype": "float32", "pad": 0, "dims": time}
+    assert Planner.for_model({"inputs": [fixed]}, {}, None) is None
     assert Planner.for_model({"inputs": text, "reset": "reset"}, {}, None) is None
     assert Planner.for_model({"inputs": text, "batching": False}, {}, None) is None
     assert Planner.for_model({"inputs": text}, {"length_batching": False}, None) is None
@@ -190,7 +197,12 @@ def test_calibration_calls_the_model_within_its_declared_bounds():
     assert min(model.a, model.b, model.c) >= 0
 
 
-PADDED = [m for m in MODELS if Planner.padded_axes(load_spec(m).inputs)]
+def spec_inputs(name: str) -> list[dict]:
+    """The model's inputs as the manifest lists them (dicts), whatever type the spec holds."""
+    return [e if isinstance(e, dict) else dataclasses.asdict(e) for e in load_spec(name).inputs]
+
+
+PADDED = [m for m in MODELS if Planner.padded_axes(spec_inputs(m))]
 
 
 def random_request(spec: dict, first: bool, axis: int | None, length: int, rng) -> torch.Tensor:
@@ -205,16 +217,16 @@ def random_request(spec: dict, first: bool, axis: int | None, length: int, rng) 
 @pytest.mark.parametrize("name", PADDED)
 def test_grouped_answers_equal_each_request_run_alone(name):
     """The eager model on length-aware groups of random-length rows against each row alone."""
-    spec = load_spec(name)
-    axes = Planner.padded_axes(spec.inputs)
+    spec, inputs = load_spec(name), spec_inputs(name)
+    axes = Planner.padded_axes(inputs)
     model = spec.build_eager()
     rng = torch.Generator().manual_seed(0)
     alone = [
-        tuple(random_request(e, i == 0, axes[i], n, rng) for i, e in enumerate(spec.inputs))
+        tuple(random_request(e, i == 0, axes[i], n, rng) for i, e in enumerate(inputs))
         for n in [2, 5, 6, 40, 7, 38, 3, 64]
     ]
-    batch = tuple(pad_and_cat([a[i] for a in alone], e.get("pad", 0)) for i, e in enumerate(spec.inputs))
-    planner = Planner(axes, [float(e.get("pad", 0)) for e in spec.inputs], 3, CostModel(1e-3, 1e-5))
+    batch = tuple(pad_and_cat([a[i] for a in alone], e.get("pad", 0)) for i, e in enumerate(inputs))
+    planner = Planner(axes, [float(e.get("pad", 0)) for e in inputs], 3, CostModel(1e-3, 1e-5))
     with torch.inference_mode():
         grouped, stats = planner.run(batch, lambda t: model(*t))
         want = torch.cat([model(*a) for a in alone])
