@@ -3,10 +3,11 @@
 A model with a named dynamic dimension besides the batch whose bounds let it differ between
 requests (the text model's ``seq``) receives requests of different lengths in one TorchServe
 batch, which ``collate`` pads with each input's ``pad`` value: every short row pays for the
-longest. Here the rows (of all requests together) are sorted by their true length and cut into groups, contiguous in that order, chosen by dynamic
-programming to minimise the calls' predicted cost (``CostModel``, fitted from timings of the
-artifact itself), with at most ``max_batch`` rows and at most ``max_waste`` padding per call.
-Each group is one call; the outputs go back to their rows' places, so answers keep their order.
+longest. Here the rows (of all requests together) are sorted by their true length and cut into
+groups, contiguous in that order, chosen by dynamic programming to minimise the calls' predicted
+cost (``CostModel``, fitted from timings of the artifact itself), with at most ``max_batch`` rows
+and at most ``max_waste`` padding per call. Each group is one call; the outputs go back to their
+rows' places, so answers keep their order.
 """
 
 from __future__ import annotations
