@@ -104,10 +104,11 @@ class TorchServeClient:
         path = f"/models/{model}" + (f"/{version}" if version else "")
         return self._call("management", "GET", path, f"describe {model}")
 
-    def register(self, archive: str, initial_workers: int | None = None, synchronous: bool = True) -> dict:
+    def register(self, archive: str, initial_workers: int | None = None, synchronous: bool = True, **params) -> dict:
         """``POST /models``: load an archive from the model store, by file name. Without
-        ``initial_workers`` the archive's model-config.yaml decides."""
-        params = {"url": archive, "synchronous": str(synchronous).lower()}
+        ``initial_workers`` the archive's model-config.yaml decides. ``params`` are TorchServe's other
+        registration parameters, passed as they are (``model_name``, ``batch_size``, ``max_batch_delay``)."""
+        params |= {"url": archive, "synchronous": str(synchronous).lower()}
         if initial_workers is not None:
             params["initial_workers"] = initial_workers
         return self._call("management", "POST", "/models", f"register {archive}", params=params)
