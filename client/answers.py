@@ -49,7 +49,7 @@ def difference(
     if isinstance(pattern, list):
         if not isinstance(answer, list) or len(answer) < len(pattern) or (strict and len(answer) != len(pattern)):
             return f"{where}: expected a list of {len(pattern)}{'' if strict else '+'} items, got {answer!r:.200}"
-        found = (difference(a, p, tolerance, strict, f"{where}[{i}]") for i, (a, p) in enumerate(zip(answer, pattern)))
+        found = (difference(answer[i], p, tolerance, strict, f"{where}[{i}]") for i, p in enumerate(pattern))
         return next((d for d in found if d), None)
     if _is_number(pattern):
         atol, rtol = _bounds(tolerance)

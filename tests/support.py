@@ -1,5 +1,5 @@
-"""Helpers the tests share: requests as TorchServe hands them to a handler, and the reference
-(in-process, eager) answer for a sample."""
+"""Helpers the tests share: requests as TorchServe hands them to a handler, the reference
+(in-process, eager) answer for a sample, and each model's expected answers (samples/expected.json)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import yaml
 from ts.context import Context
 from ts.service import Service
 
+from client.answers import difference
+from client.answers import matches as matches  # the contract's name for tests: tests.support.matches
 from export.samples import Sample, torchserve_value
 from export.spec import load_spec
 
@@ -57,11 +59,26 @@ def samples(model: str) -> list[Sample]:
     return [Sample.read(p) for p in load_spec(model).sample_paths()]
 
 
-def expected_outputs(model: str) -> dict:
-    """Per sample file: the label (digits) or anomaly flag (sensor_anomaly) it must get."""
-    folder = load_spec(model).folder / "samples"
-    path = folder / ("labels.json" if model == "digits" else "expected.json")
-    return {k: v for k, v in json.loads(path.read_text()).items() if k != "note"}
+def expected_answers(model: str) -> dict:
+    """``samples/expected.json`` of a model: sample file name -> the pattern its answer must match
+    (see ``client.answers.matches``); empty when the model has none."""
+    path = load_spec(model).folder / "samples" / "expected.json"
+    answers = json.loads(path.read_text()) if path.exists() else {}
+    return {name: pattern for name, pattern in answers.items() if name != "note"}
+
+
+expected_outputs = expected_answers  # the old name, until every test file uses the new one
+
+
+def tolerance(model: str) -> dict:
+    """The spec's ``{"atol", "rtol"}``: how close numbers must be, in every comparison."""
+    return load_spec(model).tolerance
+
+
+def assert_matches(answer, pattern, tol=None, where: str = "answer") -> None:
+    """``answer`` has everything ``pattern`` says (``client.answers.matches``), numbers within ``tol``."""
+    found = difference(answer, pattern, tol, where=where)
+    assert found is None, found
 
 
 @functools.cache
@@ -95,20 +112,10 @@ def random_inputs(model: str) -> tuple[torch.Tensor, ...]:
     return (x,)
 
 
-def assert_same_answer(got, want, tol: float = 1e-5, where: str = "answer") -> None:
-    """Equal JSON structure; numbers equal within ``tol`` (the export tolerance)."""
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and set(got) == set(want), f"{where}: {got!r} != {want!r}"
-        for key in want:
-            assert_same_answer(got[key], want[key], tol, f"{where}.{key}")
-    elif isinstance(want, list):
-        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got!r} != {want!r}"
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            assert_same_answer(g, w, tol, f"{where}[{i}]")
-    elif isinstance(want, bool) or not isinstance(want, (int, float)):
-        assert got == want, f"{where}: {got!r} != {want!r}"
-    else:
-        assert abs(got - want) <= tol, f"{where}: {got} != {want} (tolerance {tol})"
+def assert_same_answer(got, want, tol=1e-5, where: str = "answer") -> None:
+    """Equal JSON structure; numbers equal within ``tol`` (a float, or a spec's ``{"atol", "rtol"}``)."""
+    found = difference(got, want, tol, strict=True, where=where)
+    assert found is None, found
 
 
 def load_handlers(folders: dict[str, Path], names: dict[str, str] | None = None) -> dict:
