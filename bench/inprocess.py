@@ -67,7 +67,7 @@ def run(name: str, archive: Path, batch_sizes: list[int], seconds: float, thread
             ctx = context(model_dir, name, config, [p.content_type])
             answer = handler.handle([{"body": value}], ctx)[0]
             status = ctx.get_response_status(0)[0]
-            answers[p.name] = {"status": status, "answer": answer}
+            answers[p.path.name] = {"status": status, "answer": answer}
             # Items (images, windows, texts) in this request: the first dimension of its input.
             items = instances(handler.preprocess(value, p.content_type))
             bodies.append((value, p.content_type, items))

@@ -23,11 +23,13 @@ from pathlib import Path
 
 import requests
 
-from bench import torchserve as ts
+from bench import torchserve
 from bench.archive import variant_archive
 from bench.flask_process import FlaskServer
 from bench.loadgen import run_load, wrk_binary
 from bench.payloads import payloads
+from client.answers import same
+from client.server import Server
 from export.paths import MODEL_STORE, ROOT, model_names
 
 
@@ -82,26 +84,16 @@ def in_process(name: str, archive: Path, settings: Settings) -> dict:
     return json.loads(done.stdout)
 
 
-def same(got, want, tol: float = 1e-4) -> bool:
-    """Equal JSON, numbers within ``tol`` (Flask runs the model on torch's default thread count)."""
-    if isinstance(want, dict):
-        return isinstance(got, dict) and got.keys() == want.keys() and all(same(got[k], want[k], tol) for k in want)
-    if isinstance(want, list):
-        return isinstance(got, list) and len(got) == len(want) and all(map(same, got, want, [tol] * len(want)))
-    if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
-        return abs(got - want) <= tol
-    return got == want
-
-
 def check_answers(url: str, name: str, expected: dict, token: str | None) -> list[str]:
     """Send every sample once; list the ones whose status or answer differs from in process."""
     wrong = []
     for p in payloads(name):
         headers = {"Content-Type": p.content_type} | ({"Authorization": f"Bearer {token}"} if token else {})
         response = requests.post(url, data=p.raw, headers=headers, timeout=60)
-        want = expected[p.name]
-        if response.status_code != want["status"] or not same(response.json(), want["answer"]):
-            wrong.append(f"{p.name}: {response.status_code} {response.text[:200]}")
+        want = expected[p.path.name]
+        # 1e-4: Flask runs the model on torch's default thread count, in-process on the handler's.
+        if response.status_code != want["status"] or not same(response.json(), want["answer"], 1e-4):
+            wrong.append(f"{p.path.name}: {response.status_code} {response.text[:200]}")
     return wrong
 
 
@@ -124,14 +116,15 @@ def torchserve_point(server, name: str, concurrency: int, settings: Settings, to
     url = f"{server.address('inference')}/predictions/{name}"
     if settings.warmup:
         run_load(url, payloads(name), concurrency, settings.warmup, token)
-    ts.drain(server, name, payloads(name)[0], token)
-    before, offset, logged = ts.model_counters(ts.scrape(server), name), ts.log_size(server), ts.log_bytes(server)
-    cpu = ts.cpu_seconds(server)
+    torchserve.drain(server, name, payloads(name)[0], token)
+    before = torchserve.model_counters(torchserve.scrape(server), name)
+    offset, logged = torchserve.log_size(server), torchserve.log_bytes(server)
+    cpu = torchserve.cpu_seconds(server)
     result = run_load(url, payloads(name), concurrency, settings.duration, token)
-    cpu = {k: v - cpu[k] for k, v in ts.cpu_seconds(server).items()}
-    after, logged = ts.model_counters(ts.scrape(server), name), ts.log_bytes(server) - logged
-    drained = ts.drain(server, name, payloads(name)[0], token)  # requests still queued when wrk stopped
-    batches = ts.batches_since(server, offset, name)
+    cpu = {k: v - cpu[k] for k, v in torchserve.cpu_seconds(server).items()}
+    after, logged = torchserve.model_counters(torchserve.scrape(server), name), torchserve.log_bytes(server) - logged
+    drained = torchserve.drain(server, name, payloads(name)[0], token)  # requests still queued when wrk stopped
+    batches = torchserve.batches_since(server, offset, name)
     served = max(1.0, after["requests"] - before["requests"])
     split = {
         "frontend_ms": round((after["latency_us"] - before["latency_us"]) / served / 1000, 3),
@@ -220,23 +213,20 @@ def _run(settings: Settings, results: dict, log) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ts-") as tmp:
         work = Path(tmp)
         log("starting TorchServe")
-        server = ts.start(work / "torchserve", settings.model_store, settings.overrides)
-        try:
+        with Server.throwaway(settings.model_store, work / "torchserve", **settings.overrides) as server:
             for name in settings.models:
-                results["models"][name]["register_s"] = round(ts.register(server, name), 3)
-                d = ts.describe(server, name)
+                results["models"][name]["register_s"] = round(torchserve.register(server, name), 3)
+                d = torchserve.describe(server, name)
                 results["models"][name]["served_config"] = {
                     k: d[k] for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")
                 } | {"threads": results["models"][name]["inprocess"]["threads"]}
-            token = ts.token(server)
-            samples = ts.scrape(server)
+            token = torchserve.token(server)
+            samples = torchserve.scrape(server)
             for name in settings.models:
-                results["models"][name]["worker_load_ms"] = ts.worker_load_ms(samples, name)
+                results["models"][name]["worker_load_ms"] = torchserve.worker_load_ms(samples, name)
                 limit = results["models"][name]["inprocess"]
                 results["models"][name] |= bench_model(name, server, token, limit, settings, work, log)
-            results["memory"] = ts.memory(server, settings.models)
-        finally:
-            server.stop()
+            results["memory"] = torchserve.memory(server, settings.models)
 
 
 def _jsonable(value):

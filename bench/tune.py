@@ -14,15 +14,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import torchserve as ts
+from bench import torchserve
 from bench.archive import variant_archive
 from bench.flask_process import FlaskServer
 from bench.payloads import payloads
 from bench.run import Settings, flask_point, in_process, torchserve_point
-from bench.summary import TEXT_MODEL, heaviest
+from bench.summary import TEXT_MODEL, heaviest, server_cpu_ms
+from client.server import Server
 from export.paths import MODEL_STORE, ROOT, model_names
 
 RESULTS = ROOT / "bench" / "results"
@@ -41,11 +43,20 @@ class Variant:
     flask_threads: int = 0  # torch threads of the Flask server (0: torch's default)
 
 
-def sweeps(heavy: str) -> dict[str, tuple[list[str], list[int], list[Variant]]]:
-    """Sweep name -> (models, concurrencies, variants). The first variant of each is its base."""
+@dataclass
+class Sweep:
+    """One group of settings to measure: the models and concurrencies, and the variants (the first is the base)."""
+
+    models: list[str]
+    concurrency: list[int]
+    variants: list[Variant]
+
+
+def sweeps(heavy: str) -> dict[str, Sweep]:
+    """Every sweep, by name."""
     every = model_names()
     return {
-        "logging": (
+        "logging": Sweep(
             ["digits"],
             [1, 16],
             [
@@ -59,7 +70,7 @@ def sweeps(heavy: str) -> dict[str, tuple[list[str], list[int], list[Variant]]]:
                 ),
             ],
         ),
-        "netty": (
+        "netty": Sweep(
             ["digits"],
             [16, 64],
             [
@@ -68,7 +79,7 @@ def sweeps(heavy: str) -> dict[str, tuple[list[str], list[int], list[Variant]]]:
                 Variant("4 / 4", {"number_of_netty_threads": "4", "netty_client_threads": "4"}),
             ],
         ),
-        "batching": (
+        "batching": Sweep(
             every,
             [1, 16, 64],
             [
@@ -79,7 +90,7 @@ def sweeps(heavy: str) -> dict[str, tuple[list[str], list[int], list[Variant]]]:
                 Variant("batch 8, delay 1 ms, 2 workers", model=_workers(8, 2, 1)),
             ],
         ),
-        "workers": (
+        "workers": Sweep(
             [heavy],
             [1, 16],
             [
@@ -88,7 +99,7 @@ def sweeps(heavy: str) -> dict[str, tuple[list[str], list[int], list[Variant]]]:
                 Variant("batch 1; 2 workers x 1 thread", model=_workers(1, 2, 1)),
             ],
         ),
-        "flask": (
+        "flask": Sweep(
             ["digits", heavy],
             [1, 16],
             [
@@ -109,34 +120,31 @@ def _workers(batch: int, workers: int, threads: int) -> dict:
     } | {"threads": threads}
 
 
-def run_sweep(name: str, models, concurrency, variants, base: dict, settings: Settings, log) -> dict:
+def run_sweep(name: str, sweep: Sweep, base: dict, settings: Settings, log) -> dict:
     """Every variant of one sweep for each model, ``settings.repeats`` interleaved rounds."""
+    models, concurrency, variants = sweep.models, sweep.concurrency, sweep.variants
     points: dict = {m: {v.label: {str(c): [] for c in concurrency} for v in variants} for m in models}
-    with tempfile.TemporaryDirectory(prefix=f"bench-tune-{name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"bench-tune-{name}-") as tmp, ExitStack() as running:
         work, store = Path(tmp), Path(tmp) / "store"
         store.mkdir()
         server, server_config, starts = None, None, 0
-        try:
-            for round_ in range(settings.repeats):
-                for variant in variants:
-                    config = base | variant.config
-                    if variant.flask_nodelay is None and config != server_config:
-                        if server:
-                            server.stop()
-                        starts += 1
-                        server, server_config = ts.start(work / f"ts-{starts}", store, config), config
-                    for model in models:
-                        variant_archive(settings.model_store / f"{model}.mar", store / f"{model}.mar", variant.model)
-                        for c, point in measure_variant(server, model, concurrency, variant, settings, work):
-                            points[model][variant.label][str(c)].append(point)
-                            log(
-                                f"  {name} round {round_ + 1} {model} [{variant.label}] c={c}: {point['rps']:.0f} "
-                                f"req/s p50 {point['latency_ms']['p50']:.2f} p99 {point['latency_ms']['p99']:.2f} ms "
-                                f"errors {point['error_count']}"
-                            )
-        finally:
-            if server:
-                server.stop()
+        for round_ in range(settings.repeats):
+            for variant in variants:
+                config = base | variant.config
+                if variant.flask_nodelay is None and config != server_config:
+                    running.close()  # the previous server, if any
+                    starts += 1
+                    server = running.enter_context(Server.throwaway(store, work / f"ts-{starts}", **config))
+                    server_config = config
+                for model in models:
+                    variant_archive(settings.model_store / f"{model}.mar", store / f"{model}.mar", variant.model)
+                    for c, point in measure_variant(server, model, concurrency, variant, settings, work):
+                        points[model][variant.label][str(c)].append(point)
+                        log(
+                            f"  {name} round {round_ + 1} {model} [{variant.label}] c={c}: {point['rps']:.0f} "
+                            f"req/s p50 {point['latency_ms']['p50']:.2f} p99 {point['latency_ms']['p99']:.2f} ms "
+                            f"errors {point['error_count']}"
+                        )
     return {"base": base, "concurrency": concurrency, "variants": [v.__dict__ for v in variants], "points": points}
 
 
@@ -149,13 +157,13 @@ def measure_variant(server, model: str, concurrency: list[int], variant: Variant
             for c in concurrency:
                 yield c, flask_point(flask, model, c, settings)
         return
-    ts.register(server, model)
-    token = ts.token(server)
+    torchserve.register(server, model)
+    token = torchserve.token(server)
     try:
         for c in concurrency:
             yield c, torchserve_point(server, model, c, settings, token)
     finally:
-        ts.drain(server, model, payloads(model)[0], token)  # TorchServe refuses to unregister with a full queue
+        torchserve.drain(server, model, payloads(model)[0], token)  # TorchServe refuses to unregister with a full queue
         server.client().unregister(model)
 
 
@@ -219,14 +227,8 @@ def render(tuning: dict) -> str:
                         f"{rps:,.0f} /s, {med['p50']:.2f} / {med['p99']:.2f}" + (f" ({errors} err)" if errors else "")
                     )
                     logged += [r["torchserve"]["log_bytes_per_request"] for r in runs if "torchserve" in r]
-                    # CPU per request at the highest concurrency: frontend + worker(s).
-                    cpu = [
-                        r["torchserve"]["frontend_cpu_ms_per_request"] + r["torchserve"]["worker_cpu_ms_per_request"]
-                        if "torchserve" in r
-                        else r["flask"]["cpu_ms_per_request"]
-                        for r in runs
-                        if "torchserve" in r or "flask" in r
-                    ]
+                    # CPU per request at the highest concurrency: frontend + worker(s), or Flask.
+                    cpu = [c for c in map(server_cpu_ms, runs) if c is not None]
                 log_cell = f"{statistics.median(logged):,.0f}" if logged else ""
                 cpu_cell = f"{statistics.median(cpu):.3f}" if cpu else ""
                 lines.append(f"| {label} | " + " | ".join(cells) + f" | {log_cell} | {cpu_cell} |")
@@ -260,12 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         if name == "inprocess":
             tuning["inprocess_threads"] = {heavy: inprocess_threads(heavy, settings, [1, 2])}
         else:
-            models, concurrency, variants = table[name]
+            sweep = table[name]
+            if args.models:
+                sweep = Sweep(args.models, sweep.concurrency, sweep.variants)
             # The logging sweep measures the logging settings themselves: none of them in its base.
             sweep_base = {k: v for k, v in base.items() if name != "logging" or k not in LOGGING_KEYS}
-            result = run_sweep(
-                name, args.models or models, concurrency, variants, sweep_base, settings, lambda s: print(s, flush=True)
-            )
+            result = run_sweep(name, sweep, sweep_base, settings, lambda s: print(s, flush=True))
             result["meta"] = (
                 f"config.properties + {sweep_base or 'nothing'}; {settings.repeats} rounds of {settings.duration} s"
             )
