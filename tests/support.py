@@ -70,6 +70,13 @@ def expected_answers(model: str) -> dict:
 expected_outputs = expected_answers  # the old name, until every test file uses the new one
 
 
+def checked_samples(model: str) -> list[tuple[Sample, object]]:
+    """(sample, the pattern its answer must match) for every sample listed in samples/expected.json."""
+    expected = expected_answers(model)
+    assert expected, f"{model}: no samples/expected.json"
+    return [(s, expected[s.path.name]) for s in samples(model) if s.path.name in expected]
+
+
 def tolerance(model: str) -> dict:
     """The spec's ``{"atol", "rtol"}``: how close numbers must be, in every comparison."""
     return load_spec(model).tolerance

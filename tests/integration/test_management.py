@@ -8,23 +8,15 @@ import pytest
 from client.api import TorchServeError
 from export.archive import build_archive
 from tests.conftest import MODELS
-from tests.support import assert_matches, expected_answers, samples, tolerance
+from tests.support import assert_matches, checked_samples, tolerance
 
 MODEL, OTHER = MODELS[0], MODELS[-1]
-
-
-def checked_sample(model: str):
-    """A sample of ``model`` with an expected answer, and that answer's pattern."""
-    expected = expected_answers(model)
-    assert expected, f"{model}: no samples/expected.json"
-    sample = next(s for s in samples(model) if s.path.name in expected)
-    return sample, expected[sample.path.name]
 
 
 def test_second_version_default_scale_and_unregister(server, client, registered, model_store, build_dir):
     build_archive(MODEL, version="2.0", store=model_store, build=build_dir)
     client.register(f"{MODEL}-2.0.mar", initial_workers=1)
-    sample, pattern = checked_sample(MODEL)
+    sample, pattern = checked_samples(MODEL)[0]
     tol = tolerance(MODEL)
     try:
         versions = {d["modelVersion"]: d for d in client.describe(MODEL)}
@@ -51,7 +43,7 @@ def test_second_version_default_scale_and_unregister(server, client, registered,
 
 
 def test_a_removed_model_answers_404(client, registered):
-    sample, pattern = checked_sample(OTHER)
+    sample, pattern = checked_samples(OTHER)[0]
     client.unregister(OTHER)
     try:
         with pytest.raises(TorchServeError) as err:

@@ -21,7 +21,7 @@ from export.paths import ROOT
 from reliability.record import record
 from tests.conftest import MODELS
 from tests.integration.reliability_support import call, error_of, wait_for_log
-from tests.support import assert_same_answer, samples, tolerance
+from tests.support import assert_matches, assert_same_answer, checked_samples, samples, tolerance
 
 MODEL = MODELS[0]
 
@@ -51,8 +51,10 @@ def test_tokens_are_required_and_keys_do_not_cross(server, client, registered, r
         record("security", check=f"token: {what}", expected="400 InvalidKeyException", seen=seen)
         assert response.status_code == 400 and error_of(response)["type"] == "InvalidKeyException", what
     assert len(client.describe(MODEL)[0]["workers"]) == workers_before  # the scale attempt did nothing
-    answer = client.predict(MODEL, sample.raw, sample.content_type)  # the right key still works
-    assert_same_answer(answer, reference.answer(MODEL, sample), tolerance(MODEL))
+    checked, pattern = checked_samples(MODEL)[0]  # the right key still works, and gets the right answer
+    answer = client.predict(MODEL, checked.raw, checked.content_type)
+    assert_matches(answer, pattern, tolerance(MODEL))
+    assert_same_answer(answer, reference.answer(MODEL, checked), tolerance(MODEL))
 
 
 @pytest.fixture
