@@ -175,9 +175,11 @@ class Server:
         command = [str(TORCHSERVE), "--start", "--model-store", str(self.model_store)]
         command += [] if restore else ["--ts-config", str(self.config)]
         command += [] if snapshots else ["--ncs"]
-        with open(self.log_dir / "torchserve.out", "ab") as out:
+        private = os.open(self.log_dir / "torchserve.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(private, "ab") as out:
             # Redirected: torchserve --start leaves a server attached to our stdout otherwise.
-            # umask 077: key_file.json is never readable by others, not even before TorchServe's chmod.
+            # umask 077: key_file.json is never readable by others, not even before TorchServe's chmod,
+            # and neither are the logs and snapshots.
             subprocess.run(
                 command,
                 cwd=self.workdir,

@@ -210,6 +210,9 @@ def test_the_key_file_is_private_and_never_printed(server, client, registered):
         seen=f"mode {mode:o}",
     )
     assert mode == 0o600
+    # Everything the server wrote (logs, snapshots, PID file) is as private: it starts under umask 077.
+    readable = [str(p) for p in server.state.rglob("*") if p.is_file() and p.stat().st_mode & 0o077]
+    assert not readable, readable
     cli = [sys.executable, "-m", "client", "--config", str(server.config), "--key-file", str(server.key_file)]
     outputs = []
     for args in (
