@@ -20,11 +20,12 @@ IDS = [served for *_, served in SERVED]
 
 
 @pytest.fixture(scope="module")
-def format_registered(client, registered, format_store):
+def format_registered(server, client, registered, format_store):
     """The ONNX and AOTInductor archives registered beside the TorchScript ones (and removed after)."""
     others = [served for *_, served in OTHER_FORMATS]
+    patient = server.client(timeout=300)  # six workers loading at once on two busy cores
     with ThreadPoolExecutor(len(others)) as pool:  # each waits for its worker: start them together
-        list(pool.map(lambda served: client.register(f"{served}.mar", initial_workers=1), others))
+        list(pool.map(lambda served: patient.register(f"{served}.mar", initial_workers=1), others))
     yield [served for *_, served in SERVED]
     for served in others:
         try:
