@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 from client.api import read_properties
-from client.server import CONFIG, ROOT, Server, private_config
+from client.config import CONFIG, ROOT, private_config
+from client.server import Server
 from client.server_cli import status
 
 
