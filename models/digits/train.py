@@ -19,9 +19,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from models.training import parse_training_args, seed_everything, write_expected, write_json
-
 from models.digits.model import DigitsCNN
+from models.training import parse_training_args, seed_everything, write_expected, write_json
 
 SCALE = 255  # Pixels are stored as 8-bit PNGs, exactly as the server reads them.
 RAW_MAX = 16  # load_digits values are integers in 0..16.

@@ -17,10 +17,9 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from models.training import parse_training_args, seed_everything, write_expected, write_json
-
 from models.sensor_anomaly.data import CHANNELS, FAULTS, healthy_windows, inject_fault
 from models.sensor_anomaly.model import MIN_LENGTH, SensorAutoencoder, anomaly_score
+from models.training import parse_training_args, seed_everything, write_expected, write_json
 
 WINDOW_LENGTH = 64
 N_TRAIN = 8192
