@@ -131,6 +131,7 @@ def export_model(spec: ModelSpec, out: Path, fmt: str | None = None) -> dict:
         started = time.perf_counter()
         made = save(source, spec, fmt, example.inputs, candidate)
         manifest |= {"runtime": made.get("runtime", {}), "call_constants": made["call_constants"]}
+        manifest["method"] = made.get("method", method)
         manifest["export_seconds"] = round(time.perf_counter() - started, 2)
         loaded = open_artifact(candidate, manifest | spec.serving())
         hint = TRACE_HINT if traced and spec.method == "trace" else ""

@@ -100,13 +100,14 @@ def _save_onnx(source: Source, spec: ModelSpec, example: tuple, path: Path) -> d
     import onnx  # export-time only; the server needs onnxruntime alone
     import onnxruntime
 
+    method = {"onnx": "as imported", "torchscript": "torch.onnx.export (legacy, from TorchScript)"}.get(source.kind)
     if source.kind == "onnx":
         shutil.copyfile(spec.source_path, path)
     else:
         _export_onnx(source, spec, example, path)
     opsets = {o.domain or "ai.onnx": o.version for o in onnx.load(str(path), load_external_data=False).opset_import}
     runtime = {"opset": opsets.get("ai.onnx"), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
-    return {"runtime": runtime, "call_constants": {}}
+    return {"runtime": runtime, "call_constants": {}} | ({"method": method} if method else {})
 
 
 def _export_onnx(source: Source, spec: ModelSpec, example: tuple, path: Path) -> None:

@@ -24,6 +24,7 @@ from export.paths import FORMATS, GENERIC_HANDLER, MODELS, ROOT, SOURCE_FORMATS,
 from export.samples import Sample, content_type_of
 from handlers.artifact import InputSpec
 
+EXPECTED = "expected.json"  # samples/expected.json holds the expected answers, never a request
 CHOOSE = "CHOOSE"  # what `make new-model` writes where the artifact does not say: the user decides
 
 
@@ -132,7 +133,8 @@ class ModelSpec:
         entries = []
         for item in self.samples:
             pattern, ctype = (item["path"], item.get("content_type")) if isinstance(item, dict) else (item, None)
-            entries += [(p, ctype or content_type_of(p)) for p in sorted(self.folder.glob(pattern))]
+            found = [p for p in sorted(self.folder.glob(pattern)) if p.name != EXPECTED]
+            entries += [(p, ctype or content_type_of(p)) for p in found]
         if not entries:
             raise FileNotFoundError(f"{self.name}: no sample inputs match {self.samples} in {self.folder}")
         return entries

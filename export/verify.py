@@ -94,10 +94,11 @@ def check_outputs(where: str, case: Case, got: tuple, inputs: list[InputSpec], o
         return
     if len(got) != len(outputs):
         raise ExportError(f"{where} the model returned {len(got)} tensors; spec.yaml `outputs` lists {len(outputs)}")
-    sizes = {d: n for spec, t in zip(inputs, case.inputs, strict=True) for d, n in zip(spec.shape, t.shape)}
+    pairs = zip(inputs, case.inputs, strict=True)
+    sizes = {d: n for spec, t in pairs for d, n in zip(spec.shape, t.shape, strict=False)}
     for t, spec in zip(got, outputs, strict=True):
         dtype, shape = str(t.dtype).removeprefix("torch."), list(t.shape)
-        want = [sizes.get(d, n) if isinstance(d, str) else d for d, n in zip(spec["shape"], shape)]
+        want = [sizes.get(d, n) if isinstance(d, str) else d for d, n in zip(spec["shape"], shape, strict=False)]
         if dtype != spec["dtype"] or len(shape) != len(spec["shape"]) or shape != want:
             raise ExportError(
                 f"{where} output {spec['name']!r} is {dtype} {shape}; spec.yaml says {spec['dtype']} {spec['shape']}"
