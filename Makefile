@@ -51,17 +51,10 @@ train: venv
 	@for m in $(MODELS); do echo "== train $$m"; $(PY) -m models.$$m.train || exit 1; done
 
 model_files  = $(VENV)/.installed $(wildcard $(MODELS_DIR)/$(1)/*) $(wildcard $(MODELS_DIR)/$(1)/samples/*) $(wildcard handlers/*.py export/*.py)
-build/%/manifest.json: $$(call model_files,$$*)
+# The model a served name belongs to: digits_onnx -> digits (when digits is a model), else the name itself.
+model_of     = $(or $(firstword $(foreach f,torchscript onnx aoti exported,$(if $(filter $(1:%_$(f)=%),$(filter-out $(1),$(MODELS))),$(1:%_$(f)=%)))),$(1))
+build/%/manifest.json: $$(call model_files,$$(call model_of,$$*))
 	$(PY) -m export $*
-# The other formats (make picks the rule with the shortest stem: the model's name).
-build/%_torchscript/manifest.json: $$(call model_files,$$*)
-	$(PY) -m export $* --format torchscript
-build/%_onnx/manifest.json: $$(call model_files,$$*)
-	$(PY) -m export $* --format onnx
-build/%_aoti/manifest.json: $$(call model_files,$$*)
-	$(PY) -m export $* --format aoti
-build/%_exported/manifest.json: $$(call model_files,$$*)
-	$(PY) -m export $* --format exported
 
 ## export: export and verify every model in FORMAT (build/<served name>/: artifact + manifest.json)
 export: $(SERVED:%=build/%/manifest.json)

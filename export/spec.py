@@ -163,7 +163,7 @@ def input_spec(model: str, entry: dict) -> InputSpec:
     missing = [key for key in ("name", "dtype", "shape") if key not in entry]
     if missing:
         raise ValueError(f"{model}: an input in spec.yaml lacks {missing}: {entry}")
-    return InputSpec.from_dict(entry)
+    return InputSpec.from_dict(entry | {"dims": entry.get("dims") or {}})
 
 
 def load_file(path: Path, module_name: str) -> ModuleType:
