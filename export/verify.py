@@ -88,6 +88,8 @@ def check_outputs(where: str, case: Case, got: tuple, inputs: list[InputSpec], o
     """Raise ExportError unless ``got`` is finite and has the dtypes and shapes of the spec's ``outputs``
     (a named dimension that is also an input's must have that input's size)."""
     for i, t in enumerate(got):
+        if not isinstance(t, torch.Tensor):
+            raise ExportError(f"{where} output {i} is a {type(t).__name__}; forward() must return tensors")
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ExportError(f"{where} output {i} holds NaN or Inf")
     if not outputs:
