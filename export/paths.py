@@ -63,7 +63,8 @@ def main(argv: list[str]) -> int:
         from export.spec import load_spec  # the spec knows the demo sample and its content type
 
         sample = load_spec(parse_served_name(argv[1])[0]).demo_sample()
-        print(f"{sample.path} --content-type {sample.content_type}")
+        path = sample.path.relative_to(ROOT) if sample.path.is_relative_to(ROOT) else sample.path
+        print(f"{path} --content-type {sample.content_type}")
     else:
         print("usage: python -m export.paths demo <served name>", file=sys.stderr)
         return 2

@@ -249,7 +249,7 @@ def scaffold(name: str, source_file: Path | None) -> Path:
     (folder / "samples").mkdir()
     if source_file is None:
         (folder / "model.py").write_text(MODEL_PY.format(name=name))
-        inputs = [{"name": "x", "dtype": "float32", "shape": ["batch", 4], "dims": {"batch": {"min": 1, "max": 64}}}]
+        inputs = [{"name": "x", "dtype": "float32", "shape": ["batch", 4], "guessed": True}]
         text = spec_text(name, "model.py", inputs, {}).replace("source: model.py", "source: model.py\nmethod: trace")
     else:
         fmt = SOURCE_FORMATS.get(source_file.suffix)
