@@ -85,6 +85,7 @@ def folder_with(tmp_path: Path, name: str, spec: dict, scripted: torch.nn.Module
     for i, rows in enumerate(SAMPLES):
         weights = torch.randn(len(rows), 5, generator=generator).tolist()
         (folder / "samples" / f"{i}.json").write_text(json.dumps({"inputs": {"signal": rows, "weights": weights}}))
+    (folder / "samples" / "expected.json").write_text("{}")  # answers, not a request: never decoded
     (folder / "handler.py").write_text(HANDLER)
     if scripted is not None:
         with warnings.catch_warnings():
