@@ -96,7 +96,8 @@ def check_archive(path: Path) -> dict:
                 f"{path.name}: artifact sha256 {actual} does not match the manifest's {manifest['sha256']}"
             )
         mar_info = json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]
-        served = served_name(manifest["name"], manifest["format"])
+        # Recorded at export (needs no models directory here); older manifests lack it.
+        served = manifest.get("served_name") or served_name(manifest["name"], manifest["format"])
         if (mar_info["modelName"], mar_info["modelVersion"]) != (served, manifest["version"]):
             raise ArchiveError(
                 f"{path.name}: MAR-INF names {mar_info['modelName']} {mar_info['modelVersion']}, "

@@ -122,8 +122,10 @@ def export_model(spec: ModelSpec, out: Path, fmt: str | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     artifact = out / f"{spec.name}{FORMATS[fmt].suffix}"
     traced = fmt == "torchscript" and source.kind == "eager"
-    method = (spec.method if traced else "as built") if fmt == "torchscript" else FORMATS[fmt].method
-    manifest = {"name": spec.name, "version": str(spec.version), "format": fmt, "method": method}
+    as_is = "as imported" if spec.imported else "as built"  # a ScriptModule from build() is saved as it is
+    method = (spec.method if traced else as_is) if fmt == "torchscript" else FORMATS[fmt].method
+    manifest = {"name": spec.name, "served_name": served_name(spec.name, fmt), "version": str(spec.version)}
+    manifest |= {"format": fmt, "method": method}
     manifest |= {"artifact": artifact.name, "source": spec.source, "reference": source.record}
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         # Verify the file that will ship, loaded as the server loads it, then move it in place.

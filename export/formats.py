@@ -165,7 +165,7 @@ def _save_aoti(source: Source, spec: ModelSpec, example: tuple, path: Path) -> d
 def _save_exported(source: Source, spec: ModelSpec, example: tuple, path: Path) -> dict:
     if source.kind == "exported":
         shutil.copyfile(spec.source_path, path)
-        return {"call_constants": spec.constants}  # the program's own signature: it may take them
+        return {"call_constants": spec.constants, "method": "as imported"}  # its own signature may take them
     torch.export.save(_program(source, spec, example), str(path))
     return {"call_constants": {}}
 

@@ -41,7 +41,7 @@ def sync(ts: TorchServeClient, names: list[str], force: bool, store: Path = MODE
             except TorchServeError as err:
                 if err.status != 404:  # registered, but at another version: keep that one
                     raise
-            print(f"{name}: archive rebuilt since it was registered; reloading")
+            print(f"{name}: reloading" if force else f"{name}: archive rebuilt since it was registered; reloading")
         ts.register(f"{name}.mar")
         print(f"{name} {version}: registered")
         known[name] = digest

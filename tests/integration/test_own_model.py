@@ -23,6 +23,7 @@ import yaml
 
 from client.server import Server, private_config
 from export.paths import ROOT
+from export.register import sync
 
 STARTUP_TIMEOUT = 180  # s, as tests/integration/conftest.py
 V2_TYPES = {"float32": "FP32", "int64": "INT64"}
@@ -137,9 +138,7 @@ def served(project, tmp_path_factory):
     server = Server(private_config(work / "config.properties", store, project / "config.properties"), store, work, work)
     try:
         server.start(timeout=STARTUP_TIMEOUT, snapshots=False)
-        client = server.client()
-        for name in ("mixer_ts", "mixer_onnx"):
-            client.register(f"{name}.mar", initial_workers=1)
+        sync(server.client(), ["mixer_ts", "mixer_onnx"], False, store, work / "registered.json")  # as `make serve`
         yield server, files
     finally:
         server.stop()
@@ -172,6 +171,20 @@ def test_own_model_answers_as_the_artifact_does(project, served, name, kind):
     (output,) = answer.json()["outputs"]
     got = np.asarray(output["data"], np.float32).reshape(output["shape"])
     np.testing.assert_allclose(got, want, atol=tol["atol"], rtol=tol["rtol"])
+
+
+def test_a_rebuilt_archive_is_served_after_make_serve_registers_again(project, served):
+    server, files = served
+    spec = project / "models" / "mixer_ts" / "spec.yaml"
+    spec.write_text(spec.read_text().replace(f"gain: {GAIN}", "gain: 2.5"))
+    run(project, "make", "archive")
+    body = json.loads((spec.parent / "samples" / "sample.json").read_text())
+    sync(
+        server.client(), ["mixer_ts", "mixer_onnx"], False, project / "model_store", server.workdir / "registered.json"
+    )
+    want = in_process(files["pt"], body["inputs"], {"gain": 2.5})
+    got = numbers(server.client().predict("mixer_ts", body))
+    np.testing.assert_allclose(np.asarray(got), want.ravel(), atol=1e-5, rtol=1e-5)
 
 
 def test_only_the_new_model_folders_changed(project, served):
