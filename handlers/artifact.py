@@ -111,6 +111,8 @@ class WithConstants:
         return self.model(*tensors, **self.constants)
 
     def __getattr__(self, name: str):
+        if name == "model":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.model, name)  # e.g. the model's reset method
 
 
