@@ -36,7 +36,7 @@ Target = tuple[str, Sample]  # (model, one of its samples): a request body the l
 
 def sample_targets(models: list[str]) -> list[Target]:
     """Every committed sample of every model, in a stable order."""
-    return [(model, Sample.read(path)) for model in models for path in load_spec(model).sample_paths()]
+    return [(model, sample) for model in models for sample in load_spec(model).read_samples()]
 
 
 def key(target: Target) -> tuple[str, str]:

@@ -55,8 +55,8 @@ def run_handler(handler, model_dir: Path, bodies: list[tuple[bytes, str]], name:
 
 
 def samples(model: str) -> list[Sample]:
-    """The committed samples of a model, as listed by its spec."""
-    return [Sample.read(p) for p in load_spec(model).sample_paths()]
+    """The committed samples of a model, as listed by its spec (with the spec's content types)."""
+    return load_spec(model).read_samples()
 
 
 def expected_answers(model: str) -> dict:
@@ -107,7 +107,7 @@ def random_inputs(model: str) -> tuple[torch.Tensor, ...]:
     their typical values, or token ids with an attention mask whose rows have random lengths."""
     spec = load_spec(model)
     generator = torch.Generator().manual_seed(0)
-    sizes = [[e["dims"][d]["max"] if isinstance(d, str) else d for d in e["shape"]] for e in spec.inputs]
+    sizes = [[e.bounds(d)[1] if isinstance(d, str) else d for d in e.shape] for e in spec.inputs]
     if model == "text_embedder":
         ids = torch.randint(1000, 29000, sizes[0], generator=generator)
         lengths = torch.randint(2, sizes[0][1] + 1, (sizes[0][0],), generator=generator)
