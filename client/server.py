@@ -51,16 +51,17 @@ class Server:
         work: Path | None = None,
         snapshots: bool = False,
         timeout: float = STARTUP_TIMEOUT,
+        base: Path = CONFIG,
         **settings: str,
     ) -> Iterator[Server]:
-        """A running server on the project's config with free ports and ``settings`` (config.properties
-        lines), in ``work`` (default: a temporary folder); stopped whatever happens. When starting or
-        the body fails, the tails of its logs are printed to stderr (pytest shows them)."""
+        """A running server on ``base`` (the project's config) with free ports and ``settings``
+        (config.properties lines), in ``work`` (default: a temporary folder); stopped whatever happens.
+        When starting or the body fails, the tails of its logs are printed to stderr (pytest shows them)."""
         with ExitStack() as stack:
             if work is None:
                 work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="torchserve-")))
             work.mkdir(parents=True, exist_ok=True)
-            config = private_config(work / "config.properties", model_store, **settings)
+            config = private_config(work / "config.properties", model_store, base, **settings)
             server = cls(config, model_store, work, work / "state")
             try:
                 server.start(timeout, snapshots=snapshots)
