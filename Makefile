@@ -30,7 +30,7 @@ PYTEST_ARGS ?=
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: / -- /'
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-runtime.txt
 	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || { echo "TorchServe needs Java 17; installing it"; \
 	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-## venv: create .venv with the pinned serving and test dependencies
+## venv: create .venv with the pinned runtime (requirements-runtime.txt) and development dependencies
 venv: $(VENV)/.installed
 
 ## train: retrain every model from its script (needs scikit-learn; rewrites the committed weights)
