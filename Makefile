@@ -100,9 +100,9 @@ predict:
 	@test -n "$(MODEL)" -a -n "$(INPUT)" || (echo "usage: make predict MODEL=<name> INPUT=<file>"; exit 2)
 	$(PY) -m client predict $(MODEL) $(INPUT) $(if $(VERSION),--version $(VERSION))
 
-## kserve: write build/kserve/<model>/ (config + model-store) and an InferenceService per model
+## kserve: write build/kserve/: our ServingRuntime (image IMAGE), a NetworkPolicy, and per model a repository + InferenceService
 kserve: archive
-	$(PY) -m deploy.kserve $(if $(STORAGE_URI),--storage-uri $(STORAGE_URI))
+	$(PY) -m deploy.kserve --image $(IMAGE) $(if $(STORAGE_URI),--storage-uri $(STORAGE_URI))
 
 ## test: run the unit and integration tests (integration ones start their own TorchServe)
 test: venv
@@ -169,3 +169,57 @@ soak: archive
 ## reliability: run the reliability tests and the soak, and rewrite docs/RELIABILITY.md from what they saw (~5 min)
 reliability: archive
 	$(PY) -m reliability.report --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY)
+
+# --- Containers and KServe (Containerfile, deploy/, docs/SCALING.md) ------------------------------
+# podman builds and runs the image; Docker can build the same Containerfile. BASE_IMAGE=local (the
+# default here: these machines reach no registry) makes a Debian bookworm base with mmdebstrap;
+# elsewhere pass e.g. BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm (the Containerfile's default).
+.PHONY: image image-context image-size container-tools test-image test-keys-expiry
+IMAGE         ?= localhost/torchserve-kit:latest
+BASE_IMAGE    ?= local
+LOCAL_BASE    := localhost/torchserve-kit-base:bookworm
+CONTAINER_DIR := build/container
+CONTEXT       := $(CONTAINER_DIR)/context
+PODMAN        := CONTAINERS_CONF=$(CURDIR)/deploy/container/containers.conf podman
+BASE_ARG       = $(if $(filter local,$(BASE_IMAGE)),$(LOCAL_BASE),$(BASE_IMAGE))
+
+container-tools:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || { \
+	  echo "installing podman, runc and mmdebstrap (container builds)"; \
+	  apt-get update -qq && apt-get install -y -qq podman runc mmdebstrap; }
+
+# The local base: a minimal Debian rootfs from the package mirror, imported as an image.
+$(CONTAINER_DIR)/base.stamp: | container-tools
+	mkdir -p $(CONTAINER_DIR)
+	mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm $(CONTAINER_DIR)/rootfs.tar
+	$(PODMAN) import $(CONTAINER_DIR)/rootfs.tar $(LOCAL_BASE)
+	rm -f $(CONTAINER_DIR)/rootfs.tar
+	touch $@
+
+# The runtime set as wheels, made on the host: pip cannot reach an index inside a build here.
+$(CONTEXT)/wheelhouse/.done: requirements-runtime.txt | venv
+	mkdir -p $(CONTEXT)/wheelhouse
+	$(PY) -m pip wheel --quiet -r requirements-runtime.txt -w $(CONTEXT)/wheelhouse
+	touch $@
+
+## image-context: gather what the image holds in build/container/context/ (archives, client, config, wheels)
+image-context: archive $(CONTEXT)/wheelhouse/.done
+	rm -rf $(CONTEXT)/client $(CONTEXT)/model-store
+	mkdir -p $(CONTEXT)/client $(CONTEXT)/model-store
+	cp client/*.py $(CONTEXT)/client/
+	cp deploy/container/start.sh deploy/container/config.properties requirements-runtime.txt $(CONTEXT)/
+	cp $(SERVED:%=model_store/%.mar) $(CONTEXT)/model-store/
+
+## image: build the container image IMAGE (podman; every archive in FORMAT; BASE_IMAGE=local or a registry image)
+image: image-context $(if $(filter local,$(BASE_IMAGE)),$(CONTAINER_DIR)/base.stamp) | container-tools
+	@start=$$(date +%s); \
+	$(PODMAN) build --network host --build-arg BASE=$(BASE_ARG) -f Containerfile -t $(IMAGE) $(CONTEXT) && \
+	echo "built $(IMAGE) in $$(( $$(date +%s) - start )) s"
+	@$(MAKE) --no-print-directory image-size
+
+## image-size: print IMAGE's size unpacked and compressed (gzip layers, as a registry push sends them)
+image-size:
+	@rm -rf $(CONTAINER_DIR)/oci
+	@$(PODMAN) push --quiet --compression-format gzip $(IMAGE) oci:$(CONTAINER_DIR)/oci:latest
+	@echo "$(IMAGE): unpacked $$($(PODMAN) image inspect --format '{{.Size}}' $(IMAGE) | numfmt --to=iec), compressed $$(du -sb $(CONTAINER_DIR)/oci | cut -f1 | numfmt --to=iec)"
+	@rm -rf $(CONTAINER_DIR)/oci

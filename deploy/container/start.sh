@@ -1,0 +1,8 @@
+#!/bin/sh
+# The image's entry point, run under tini (PID 1, which forwards SIGTERM to this process group).
+# Warm-up runs in the background: it waits for each model's workers, sends the samples its archive
+# carries and records that for the readiness probe. TorchServe then replaces this shell and runs in
+# the foreground: the container's main process. Arguments go to torchserve (e.g. --model-store).
+set -eu
+python -m client.health warmup --timeout "${KIT_WARMUP_TIMEOUT:-600}" &
+exec torchserve --foreground --ncs "$@"
