@@ -4,5 +4,7 @@
 # carries and records that for the readiness probe. TorchServe then replaces this shell and runs in
 # the foreground: the container's main process. Arguments go to torchserve (e.g. --model-store).
 set -eu
-python -m client.health warmup --timeout "${KIT_WARMUP_TIMEOUT:-600}" &
+# In a subshell, so the warm-up is handed to PID 1 (tini), which reaps it when it ends; the
+# torchserve launcher would leave it a zombie.
+(python -m client.health warmup --timeout "${KIT_WARMUP_TIMEOUT:-600}" &)
 exec torchserve --foreground --ncs "$@"
