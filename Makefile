@@ -68,10 +68,13 @@ serve: archive
 	$(PY) -m client.server start
 	$(PY) -m client register --skip-registered $(SERVED:%=%.mar)
 	@$(foreach m,$(SERVED),echo "== $(m) <- $(call demo_of,$(m))" && $(PY) -m client predict $(m) $(call demo_of,$(m)) &&) true
+	@echo "== warm-up: every registered model answers the samples in its archive (readiness needs it)"
+	$(PY) -m client.health warmup
 	@echo "inference:  $$(grep ^inference_address config.properties | cut -d= -f2)/predictions/<model>"
 	@echo "management: $$(grep ^management_address config.properties | cut -d= -f2)/models"
 	@echo "metrics:    $$(grep ^metrics_address config.properties | cut -d= -f2)/metrics"
 	@echo "tokens:     key_file.json (mode 600); logs: var/log/; stop with: make stop"
+	@echo "probes:     python -m client.health ready|live (no token needed; exit 0 = yes)"
 
 ## stop: stop TorchServe and every worker it started
 stop:
@@ -89,6 +92,7 @@ status:
 register:
 	@test -n "$(MODEL)" || (echo "usage: make register MODEL=<name>"; exit 2)
 	$(PY) -m client register $(MODEL).mar
+	$(PY) -m client.health warmup
 
 ## unregister: remove MODEL (VERSION=… for one version) from the running server
 unregister:
