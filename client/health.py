@@ -113,7 +113,7 @@ def readiness(ts: TorchServeClient, state: Path) -> list[str]:
 def liveness(ts: TorchServeClient) -> list[str]:
     """Why the frontend is not live (empty: it answers HTTP)."""
     try:
-        requests.get(f"{ts.inference_url}/ping", timeout=ts.timeout, proxies={"http": "", "https": ""})
+        ts.session.get(f"{ts.inference_url}/ping", timeout=ts.timeout)  # the session ignores proxies
     except requests.RequestException as err:
         return [f"inference port does not answer: {err.__class__.__name__}"]
     return []
