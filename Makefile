@@ -34,7 +34,7 @@ PYTEST_ARGS ?=
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: / -- /'
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-runtime.txt
 	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || { echo "TorchServe needs Java 17; installing it"; \
 	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,7 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-## venv: create .venv with the pinned serving and test dependencies
+## venv: create .venv with the pinned runtime (requirements-runtime.txt) and development dependencies
 venv: $(VENV)/.installed
 
 ## train: retrain every model from its script (needs scikit-learn; rewrites the committed weights)
@@ -70,10 +70,13 @@ serve: archive
 	$(PY) -m client.server start
 	$(PY) -m export.register $(SERVED)
 	@$(foreach m,$(SERVED),demo="$$($(PY) -m export.paths demo $(m))" && echo "== $(m) <- $$demo" && $(PY) -m client predict $(m) $$demo &&) true
+	@echo "== warm-up: every registered model answers the samples in its archive (readiness needs it)"
+	$(PY) -m client.health warmup
 	@echo "inference:  $$(grep ^inference_address config.properties | cut -d= -f2)/predictions/<model>"
 	@echo "management: $$(grep ^management_address config.properties | cut -d= -f2)/models"
 	@echo "metrics:    $$(grep ^metrics_address config.properties | cut -d= -f2)/metrics"
 	@echo "tokens:     key_file.json (mode 600); logs: var/log/; stop with: make stop"
+	@echo "probes:     python -m client.health ready|live (no token needed; exit 0 = yes)"
 
 ## stop: stop TorchServe and every worker it started
 stop:
@@ -91,6 +94,7 @@ status:
 register:
 	@test -n "$(MODEL)" || (echo "usage: make register MODEL=<name>"; exit 2)
 	$(PY) -m client register $(MODEL).mar
+	$(PY) -m client.health warmup
 
 ## unregister: remove MODEL (VERSION=… for one version) from the running server
 unregister:
@@ -102,9 +106,9 @@ predict:
 	@test -n "$(MODEL)" -a -n "$(INPUT)" || (echo "usage: make predict MODEL=<name> INPUT=<file>"; exit 2)
 	$(PY) -m client predict $(MODEL) $(INPUT) $(if $(VERSION),--version $(VERSION))
 
-## kserve: write build/kserve/<model>/ (config + model-store) and an InferenceService per model
+## kserve: write build/kserve/: our ServingRuntime (image IMAGE), a NetworkPolicy, and per model a repository + InferenceService
 kserve: archive
-	$(PY) -m deploy.kserve $(if $(STORAGE_URI),--storage-uri $(STORAGE_URI))
+	$(PY) -m deploy.kserve --image $(IMAGE) $(if $(STORAGE_URI),--storage-uri $(STORAGE_URI))
 
 ## test: run the unit and integration tests (integration ones start their own TorchServe)
 test: venv
@@ -186,3 +190,67 @@ soak: archive
 ## reliability: run the reliability tests and the soak, and rewrite docs/RELIABILITY.md from what they saw (~5 min)
 reliability: archive
 	$(PY) -m reliability.report --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY)
+
+# --- Containers and KServe (Containerfile, deploy/, docs/SCALING.md) ------------------------------
+# podman builds and runs the image; Docker can build the same Containerfile. BASE_IMAGE=local (the
+# default here: these machines reach no registry) makes a Debian bookworm base with mmdebstrap;
+# elsewhere pass e.g. BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm (the Containerfile's default).
+.PHONY: image image-context image-size container-tools test-image test-keys-expiry
+IMAGE         ?= localhost/torchserve-kit:latest
+BASE_IMAGE    ?= local
+LOCAL_BASE    := localhost/torchserve-kit-base:bookworm
+CONTAINER_DIR := build/container
+CONTEXT       := $(CONTAINER_DIR)/context
+PODMAN        := CONTAINERS_CONF=$(CURDIR)/deploy/container/containers.conf podman
+BASE_ARG       = $(if $(filter local,$(BASE_IMAGE)),$(LOCAL_BASE),$(BASE_IMAGE))
+
+container-tools:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || { \
+	  echo "installing podman, runc and mmdebstrap (container builds)"; \
+	  apt-get update -qq && apt-get install -y -qq podman runc mmdebstrap; }
+
+# The local base: a minimal Debian rootfs from the package mirror, imported as an image.
+$(CONTAINER_DIR)/base.stamp: | container-tools
+	mkdir -p $(CONTAINER_DIR)
+	mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm $(CONTAINER_DIR)/rootfs.tar
+	$(PODMAN) import $(CONTAINER_DIR)/rootfs.tar $(LOCAL_BASE)
+	rm -f $(CONTAINER_DIR)/rootfs.tar
+	touch $@
+
+# The runtime set as wheels, made on the host: pip cannot reach an index inside a build here.
+$(CONTEXT)/wheelhouse/.done: requirements-runtime.txt | venv
+	mkdir -p $(CONTEXT)/wheelhouse
+	$(PY) -m pip wheel --quiet -r requirements-runtime.txt -w $(CONTEXT)/wheelhouse
+	touch $@
+
+## image-context: gather what the image holds in build/container/context/ (archives, client, config, wheels)
+image-context: archive $(CONTEXT)/wheelhouse/.done
+	rm -rf $(CONTEXT)/client $(CONTEXT)/model-store
+	mkdir -p $(CONTEXT)/client $(CONTEXT)/model-store
+	cp client/*.py $(CONTEXT)/client/
+	cp deploy/container/start.sh deploy/container/config.properties requirements-runtime.txt $(CONTEXT)/
+	cp $(SERVED:%=model_store/%.mar) $(CONTEXT)/model-store/
+
+## image: build the container image IMAGE (podman; every archive in FORMAT; BASE_IMAGE=local or a registry image)
+# --format docker: the OCI image format has no HEALTHCHECK, and podman would drop it.
+image: image-context $(if $(filter local,$(BASE_IMAGE)),$(CONTAINER_DIR)/base.stamp) | container-tools
+	@start=$$(date +%s); \
+	$(PODMAN) build --format docker --network host --build-arg BASE=$(BASE_ARG) -f Containerfile -t $(IMAGE) $(CONTEXT) && \
+	echo "built $(IMAGE) in $$(( $$(date +%s) - start )) s"
+	@$(MAKE) --no-print-directory image-size
+
+## image-size: print IMAGE's size unpacked and compressed (gzip layers, as a registry push sends them)
+image-size:
+	@rm -rf $(CONTAINER_DIR)/oci
+	@$(PODMAN) push --quiet --compression-format gzip $(IMAGE) oci:$(CONTAINER_DIR)/oci:latest
+	@echo "$(IMAGE): unpacked $$($(PODMAN) image inspect --format '{{.Size}}' $(IMAGE) | numfmt --to=iec), compressed $$(du -sb $(CONTAINER_DIR)/oci | cut -f1 | numfmt --to=iec)"
+	@rm -rf $(CONTAINER_DIR)/oci
+
+## test-image: build IMAGE, then run it as our ServingRuntime says, per model (tests/container; ~10 min)
+test-image: image
+	KIT_CONTAINER_TESTS=1 IMAGE=$(IMAGE) CONTAINERS_CONF=$(CURDIR)/deploy/container/containers.conf \
+	  $(PY) -m pytest -m container tests/container $(PYTEST_ARGS)
+
+## test-keys-expiry: keys with a one-minute expiry keep working past it (over a minute; `make test` uses 6 s keys)
+test-keys-expiry: venv
+	KIT_LONG_TESTS=1 $(PY) -m pytest -m long tests/integration/test_keys.py $(PYTEST_ARGS)
