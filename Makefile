@@ -4,18 +4,21 @@
 PYTHON      ?= python3
 VENV        := .venv
 PY          := $(VENV)/bin/python
-MODELS      := $(sort $(patsubst models/%/spec.yaml,%,$(wildcard models/*/spec.yaml)))
-# One sample per model that `make serve` sends once everything is up.
-DEMO_digits         := models/digits/samples/3.png
-DEMO_sensor_anomaly := models/sensor_anomaly/samples/spike.json
-DEMO_text_embedder  := models/text_embedder/samples/sentence.json
-# Artifact format for export / archive / serve: torchscript (default), onnx, aoti, or all (every
-# format a model's spec.yaml lists). A format other than TorchScript is served as <model>_<format>.
-FORMAT      ?= torchscript
-spec_formats = $(or $(shell sed -n 's/^formats: *\[\([^]]*\)\].*/\1/p' models/$(1)/spec.yaml | tr ',' ' '),torchscript)
-served_as    = $(foreach f,$(if $(filter all,$(FORMAT)),$(call spec_formats,$(1)),$(filter $(FORMAT),$(call spec_formats,$(1)))),$(1)$(if $(filter torchscript,$(f)),,_$(f)))
+# The models directory (KIT_MODELS_DIR overrides it, as for `python -m export`): each folder with a spec.yaml.
+MODELS_DIR  := $(or $(KIT_MODELS_DIR),models)
+MODELS      := $(sort $(patsubst $(MODELS_DIR)/%/spec.yaml,%,$(wildcard $(MODELS_DIR)/*/spec.yaml)))
+# Artifact format for export / archive / serve: empty = each model's primary format (the first its
+# spec.yaml lists; torchscript for a model.py), or torchscript, onnx, aoti, exported, or all (every
+# format a spec lists). A model is served as <model> in its primary format, <model>_<format> in others.
+FORMAT      ?=
+spec_key     = $(shell sed -n 's/^$(2): *\([^#]*\).*/\1/p' $(MODELS_DIR)/$(1)/spec.yaml)
+source_fmt   = $(if $(filter %.onnx,$(1)),onnx,$(if $(filter %.pt2,$(1)),exported,torchscript))
+spec_formats = $(or $(strip $(subst $(comma), ,$(subst [,,$(subst ],,$(call spec_key,$(1),formats))))),$(call source_fmt,$(call spec_key,$(1),source)))
+comma       := ,
+primary      = $(firstword $(call spec_formats,$(1)))
+chosen       = $(if $(FORMAT),$(if $(filter all,$(FORMAT)),$(call spec_formats,$(1)),$(filter $(FORMAT),$(call spec_formats,$(1)))),$(call primary,$(1)))
+served_as    = $(foreach f,$(call chosen,$(1)),$(1)$(if $(filter $(call primary,$(1)),$(f)),,_$(f)))
 SERVED      := $(foreach m,$(MODELS),$(call served_as,$(m)))
-demo_of      = $(DEMO_$(patsubst %_aoti,%,$(patsubst %_onnx,%,$(1))))
 # Arguments of register / unregister / predict.
 MODEL       ?=
 VERSION     ?=
@@ -24,13 +27,14 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .SECONDEXPANSION:
-.PHONY: help venv train export archive serve stop register unregister predict status restart test test-unit lint clean kserve
+.PHONY: help venv train export archive serve stop register unregister predict status restart test test-unit lint clean kserve \
+	new-model reload
 
 ## help: list the targets (this text)
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: / -- /'
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-runtime.txt
 	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || { echo "TorchServe needs Java 17; installing it"; \
 	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +42,7 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-## venv: create .venv with the pinned serving and test dependencies
+## venv: create .venv with the pinned runtime (requirements-runtime.txt) and development dependencies
 venv: $(VENV)/.installed
 
 ## train: retrain every model from its script (needs scikit-learn; rewrites the committed weights)
@@ -46,13 +50,11 @@ train: venv
 	$(PY) -m pip install --quiet -r requirements-train.txt
 	@for m in $(MODELS); do echo "== train $$m"; $(PY) -m models.$$m.train || exit 1; done
 
-build/%/manifest.json: $(VENV)/.installed $$(wildcard models/$$*/*) $$(wildcard models/$$*/samples/*) $(wildcard handlers/*.py export/*.py)
+model_files  = $(VENV)/.installed $(wildcard $(MODELS_DIR)/$(1)/*) $(wildcard $(MODELS_DIR)/$(1)/samples/*) $(wildcard handlers/*.py export/*.py)
+# The model a served name belongs to: digits_onnx -> digits (when digits is a model), else the name itself.
+model_of     = $(or $(firstword $(foreach f,torchscript onnx aoti exported,$(if $(filter $(1:%_$(f)=%),$(filter-out $(1),$(MODELS))),$(1:%_$(f)=%)))),$(1))
+build/%/manifest.json: $$(call model_files,$$(call model_of,$$*))
 	$(PY) -m export $*
-# The other formats (make picks the rule with the shortest stem: the model's name).
-build/%_onnx/manifest.json: $(VENV)/.installed $$(wildcard models/$$*/*) $$(wildcard models/$$*/samples/*) $(wildcard handlers/*.py export/*.py)
-	$(PY) -m export $* --format onnx
-build/%_aoti/manifest.json: $(VENV)/.installed $$(wildcard models/$$*/*) $$(wildcard models/$$*/samples/*) $(wildcard handlers/*.py export/*.py)
-	$(PY) -m export $* --format aoti
 
 ## export: export and verify every model in FORMAT (build/<served name>/: artifact + manifest.json)
 export: $(SERVED:%=build/%/manifest.json)
@@ -63,15 +65,18 @@ model_store/%.mar: build/%/manifest.json
 ## archive: build and check model_store/<served name>.mar for every model in FORMAT (FORMAT=all: every format)
 archive: $(SERVED:%=model_store/%.mar)
 
-## serve: start TorchServe, register every model (in FORMAT), print one prediction each and the addresses
+## serve: start TorchServe, register every model (in FORMAT; rebuilt archives are re-registered), print one prediction each
 serve: archive
 	$(PY) -m client.server start
-	$(PY) -m client register --skip-registered $(SERVED:%=%.mar)
-	@$(foreach m,$(SERVED),echo "== $(m) <- $(call demo_of,$(m))" && $(PY) -m client predict $(m) $(call demo_of,$(m)) &&) true
+	$(PY) -m export.register $(SERVED)
+	@$(foreach m,$(SERVED),demo="$$($(PY) -m export.paths demo $(m))" && echo "== $(m) <- $$demo" && $(PY) -m client predict $(m) $$demo &&) true
+	@echo "== warm-up: every registered model answers the samples in its archive (readiness needs it)"
+	$(PY) -m client.health warmup
 	@echo "inference:  $$(grep ^inference_address config.properties | cut -d= -f2)/predictions/<model>"
 	@echo "management: $$(grep ^management_address config.properties | cut -d= -f2)/models"
 	@echo "metrics:    $$(grep ^metrics_address config.properties | cut -d= -f2)/metrics"
 	@echo "tokens:     key_file.json (mode 600); logs: var/log/; stop with: make stop"
+	@echo "probes:     python -m client.health ready|live (no token needed; exit 0 = yes)"
 
 ## stop: stop TorchServe and every worker it started
 stop:
@@ -81,14 +86,15 @@ stop:
 restart:
 	$(PY) -m client.server restart
 
-## status: say whether the project's TorchServe is running
+## status: say whether the project's TorchServe is running ("not running" is an answer, not an error)
 status:
-	@$(PY) -m client.server status
+	@$(PY) -m client.server status || true
 
 ## register: register MODEL (model_store/MODEL.mar) on the running server
 register:
 	@test -n "$(MODEL)" || (echo "usage: make register MODEL=<name>"; exit 2)
 	$(PY) -m client register $(MODEL).mar
+	$(PY) -m client.health warmup
 
 ## unregister: remove MODEL (VERSION=… for one version) from the running server
 unregister:
@@ -100,9 +106,9 @@ predict:
 	@test -n "$(MODEL)" -a -n "$(INPUT)" || (echo "usage: make predict MODEL=<name> INPUT=<file>"; exit 2)
 	$(PY) -m client predict $(MODEL) $(INPUT) $(if $(VERSION),--version $(VERSION))
 
-## kserve: write build/kserve/<model>/ (config + model-store) and an InferenceService per model
+## kserve: write build/kserve/: our ServingRuntime (image IMAGE), a NetworkPolicy, and per model a repository + InferenceService
 kserve: archive
-	$(PY) -m deploy.kserve $(if $(STORAGE_URI),--storage-uri $(STORAGE_URI))
+	$(PY) -m deploy.kserve --image $(IMAGE) $(if $(STORAGE_URI),--storage-uri $(STORAGE_URI))
 
 ## test: run the unit and integration tests (integration ones start their own TorchServe)
 test: venv
@@ -121,6 +127,21 @@ lint: venv
 clean:
 	rm -rf build var logs key_file.json
 	find model_store -name '*.mar' -delete
+
+# --- Your own model (README: Adding your own model) ----------------------------------------------
+NAME ?=
+FROM ?=
+
+## new-model: scaffold $(MODELS_DIR)/NAME/ from FROM=<.pt|.jit|.pt2|.onnx file>, or without FROM for a model.py
+new-model: venv
+	@test -n "$(NAME)" || (echo "usage: make new-model NAME=<name> [FROM=<model.pt|model.pt2|model.onnx>]"; exit 2)
+	$(PY) -m export.scaffold $(NAME) $(if $(FROM),--from $(FROM))
+
+## reload: re-register MODEL on the running server from its rebuilt archive (unregister + register)
+reload:
+	@test -n "$(MODEL)" || (echo "usage: make reload MODEL=<served name>"; exit 2)
+	$(MAKE) --no-print-directory model_store/$(MODEL).mar
+	$(PY) -m export.register --force $(MODEL)
 
 # --- Benchmarks (bench/, docs/PERFORMANCE.md) ---------------------------------------------------
 # wrk (Debian's package) is the load generator; the bench smoke test in `make test` needs it too.
@@ -171,3 +192,67 @@ soak: archive
 ## reliability: run the reliability tests and the soak, and rewrite docs/RELIABILITY.md from what they saw (~5 min)
 reliability: archive
 	$(PY) -m reliability.report --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY)
+
+# --- Containers and KServe (Containerfile, deploy/, docs/SCALING.md) ------------------------------
+# podman builds and runs the image; Docker can build the same Containerfile. BASE_IMAGE=local (the
+# default here: these machines reach no registry) makes a Debian bookworm base with mmdebstrap;
+# elsewhere pass e.g. BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm (the Containerfile's default).
+.PHONY: image image-context image-size container-tools test-image test-keys-expiry
+IMAGE         ?= localhost/torchserve-kit:latest
+BASE_IMAGE    ?= local
+LOCAL_BASE    := localhost/torchserve-kit-base:bookworm
+CONTAINER_DIR := build/container
+CONTEXT       := $(CONTAINER_DIR)/context
+PODMAN        := CONTAINERS_CONF=$(CURDIR)/deploy/container/containers.conf podman
+BASE_ARG       = $(if $(filter local,$(BASE_IMAGE)),$(LOCAL_BASE),$(BASE_IMAGE))
+
+container-tools:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || { \
+	  echo "installing podman, runc and mmdebstrap (container builds)"; \
+	  apt-get update -qq && apt-get install -y -qq podman runc mmdebstrap; }
+
+# The local base: a minimal Debian rootfs from the package mirror, imported as an image.
+$(CONTAINER_DIR)/base.stamp: | container-tools
+	mkdir -p $(CONTAINER_DIR)
+	mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm $(CONTAINER_DIR)/rootfs.tar
+	$(PODMAN) import $(CONTAINER_DIR)/rootfs.tar $(LOCAL_BASE)
+	rm -f $(CONTAINER_DIR)/rootfs.tar
+	touch $@
+
+# The runtime set as wheels, made on the host: pip cannot reach an index inside a build here.
+$(CONTEXT)/wheelhouse/.done: requirements-runtime.txt | venv
+	mkdir -p $(CONTEXT)/wheelhouse
+	$(PY) -m pip wheel --quiet -r requirements-runtime.txt -w $(CONTEXT)/wheelhouse
+	touch $@
+
+## image-context: gather what the image holds in build/container/context/ (archives, client, config, wheels)
+image-context: archive $(CONTEXT)/wheelhouse/.done
+	rm -rf $(CONTEXT)/client $(CONTEXT)/model-store
+	mkdir -p $(CONTEXT)/client $(CONTEXT)/model-store
+	cp client/*.py $(CONTEXT)/client/
+	cp deploy/container/start.sh deploy/container/config.properties requirements-runtime.txt $(CONTEXT)/
+	cp $(SERVED:%=model_store/%.mar) $(CONTEXT)/model-store/
+
+## image: build the container image IMAGE (podman; every archive in FORMAT; BASE_IMAGE=local or a registry image)
+# --format docker: the OCI image format has no HEALTHCHECK, and podman would drop it.
+image: image-context $(if $(filter local,$(BASE_IMAGE)),$(CONTAINER_DIR)/base.stamp) | container-tools
+	@start=$$(date +%s); \
+	$(PODMAN) build --format docker --network host --build-arg BASE=$(BASE_ARG) -f Containerfile -t $(IMAGE) $(CONTEXT) && \
+	echo "built $(IMAGE) in $$(( $$(date +%s) - start )) s"
+	@$(MAKE) --no-print-directory image-size
+
+## image-size: print IMAGE's size unpacked and compressed (gzip layers, as a registry push sends them)
+image-size:
+	@rm -rf $(CONTAINER_DIR)/oci
+	@$(PODMAN) push --quiet --compression-format gzip $(IMAGE) oci:$(CONTAINER_DIR)/oci:latest
+	@echo "$(IMAGE): unpacked $$($(PODMAN) image inspect --format '{{.Size}}' $(IMAGE) | numfmt --to=iec), compressed $$(du -sb $(CONTAINER_DIR)/oci | cut -f1 | numfmt --to=iec)"
+	@rm -rf $(CONTAINER_DIR)/oci
+
+## test-image: build IMAGE, then run it as our ServingRuntime says, per model (tests/container; ~10 min)
+test-image: image
+	KIT_CONTAINER_TESTS=1 IMAGE=$(IMAGE) CONTAINERS_CONF=$(CURDIR)/deploy/container/containers.conf \
+	  $(PY) -m pytest -m container tests/container $(PYTEST_ARGS)
+
+## test-keys-expiry: keys with a one-minute expiry keep working past it (over a minute; `make test` uses 6 s keys)
+test-keys-expiry: venv
+	KIT_LONG_TESTS=1 $(PY) -m pytest -m long tests/integration/test_keys.py $(PYTEST_ARGS)

@@ -10,9 +10,9 @@ from pathlib import Path
 import psutil
 import requests
 
-from bench.payloads import Payload
 from client.server import free_ports
 from export.paths import ROOT
+from export.samples import Sample
 
 
 class FlaskError(RuntimeError):
@@ -23,7 +23,7 @@ class FlaskServer:
     """``with FlaskServer(archive, log) as flask: flask.url``: the app on a free port, stopped on exit."""
 
     def __init__(
-        self, archive: Path, log: Path, probe: Payload, nodelay: bool = False, threads: int = 0, timeout: float = 120
+        self, archive: Path, log: Path, probe: Sample, nodelay: bool = False, threads: int = 0, timeout: float = 120
     ):
         self.archive, self.log, self.probe, self.timeout = archive, log, probe, timeout
         self.options = (["--nodelay"] if nodelay else []) + ([f"--torch-threads={threads}"] if threads else [])

@@ -82,7 +82,7 @@ def run(
             if k < answered:
                 ctx = context(model_dir, name, config, [p.content_type])
                 answer = handler.handle([{"body": value}], ctx)[0]
-                answers[p.name] = {"status": ctx.get_response_status(0)[0], "answer": answer}
+                answers[p.path.name] = {"status": ctx.get_response_status(0)[0], "answer": answer}
             # Items (images, windows, texts) in this request: the first dimension of its input.
             items = instances(handler.preprocess(value, p.content_type))
             bodies.append((value, p.content_type, items))

@@ -12,39 +12,16 @@ import json
 import resource
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.payloads import Payload
+from client.load import LoadResult
+from export.samples import Sample
 
 SCRIPT = Path(__file__).with_name("requests.lua")
 
 
 class LoadGenError(RuntimeError):
     """wrk is missing, failed, or printed no result."""
-
-
-@dataclass
-class LoadResult:
-    """One wrk run: counts, throughput, latency percentiles (ms) and wrk's own CPU cost."""
-
-    concurrency: int
-    requests: int
-    seconds: float
-    errors: dict  # connect, read, write, status (non-2xx answers), timeout
-    latency_ms: dict  # min, mean, max, p50, p90, p99
-    cpu_us_per_request: float
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"rps": round(self.rps, 1), "error_count": self.error_count}
 
 
 def wrk_binary() -> str:
@@ -56,17 +33,17 @@ def wrk_binary() -> str:
 
 
 def run_load(
-    url: str, payloads: list[Payload], concurrency: int, seconds: int, token: str | None = None, timeout: int = 30
+    url: str, samples: list[Sample], concurrency: int, seconds: int, token: str | None = None, timeout: int = 30
 ) -> LoadResult:
-    """POST ``payloads`` in turn to ``url`` from ``concurrency`` connections for ``seconds``.
+    """POST ``samples`` in turn to ``url`` from ``concurrency`` connections for ``seconds``.
 
     Raises:
         LoadGenError: wrk failed or printed no result line.
     """
     command = [wrk_binary(), "-t1", f"-c{concurrency}", f"-d{max(1, int(seconds))}s", f"--timeout={timeout}s"]
     command += ["-s", str(SCRIPT), url, "--", token or "-"]
-    for p in payloads:
-        command += [str(p.path), p.content_type]
+    for sample in samples:
+        command += [str(sample.path), sample.content_type]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + timeout + 30)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -79,7 +56,7 @@ def run_load(
         concurrency=concurrency,
         requests=raw["requests"],
         seconds=raw["duration_us"] / 1e6,
-        errors=raw["errors"],
+        errors=raw["errors"],  # connect, read, write, status (non-2xx answers), timeout
         latency_ms={k: round(v / 1000, 3) for k, v in raw["latency_us"].items()},
         cpu_us_per_request=round(cpu * 1e6 / max(1, raw["requests"]), 1),
     )

@@ -13,23 +13,12 @@ import functools
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from export.samples import Sample
 from export.spec import load_spec
 
 SAMPLES = "samples"
-
-
-@dataclass(frozen=True)
-class Payload:
-    """One request body as a client sends it."""
-
-    name: str  # sample file name (or corpus entry), for messages
-    path: Path
-    content_type: str
-    raw: bytes
 
 
 def corpus_files(model: str) -> dict[str, Path]:
@@ -50,14 +39,10 @@ def corpus_targets(model: str, corpus: str) -> dict:
 
 
 @functools.cache
-def payloads(model: str, corpus: str = SAMPLES) -> list[Payload]:
+def payloads(model: str, corpus: str = SAMPLES) -> list[Sample]:
     """The bodies of one corpus in a stable order (the samples its spec.yaml lists by default)."""
     if corpus == SAMPLES:
-        out = []
-        for path in load_spec(model).sample_paths():
-            sample = Sample.read(path)
-            out.append(Payload(path.name, path, sample.content_type, sample.raw))
-        return out
+        return load_spec(model).read_samples()
     document = json.loads(corpus_files(model)[corpus].read_text())
     content_type = document["content_type"]
     folder = _scratch() / model / corpus  # wrk sends files: one per body
@@ -65,9 +50,9 @@ def payloads(model: str, corpus: str = SAMPLES) -> list[Payload]:
     out = []
     for i, body in enumerate(document["requests"]):
         raw = (json.dumps(body) if content_type.endswith("json") else body).encode()
-        path = folder / f"{i:04d}"
+        path = folder / f"{corpus}-{i:04d}"  # its name says where it came from in messages
         path.write_bytes(raw)
-        out.append(Payload(f"{corpus}[{i}]", path, content_type, raw))
+        out.append(Sample(path, content_type, raw))
     return out
 
 

@@ -18,9 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-from bench import torchserve as ts
+from bench import torchserve
 from bench.loadgen import run_load
 from bench.payloads import corpora, payloads
+from client.server import Server
 from export.paths import MODEL_STORE
 
 # The first part (in this order) with a needle in any frame of a sampled stack names the stack.
@@ -58,20 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     bodies = payloads(args.model, args.corpus or corpora(args.model)[0])
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
-        server = ts.start(Path(tmp), args.model_store, dict(item.split("=", 1) for item in args.set))
-        try:
-            ts.register(server, args.model)
-            url, token = f"{server.address('inference')}/predictions/{args.model}", ts.token(server)
+        settings = dict(item.split("=", 1) for item in args.set)
+        with Server.throwaway(args.model_store, Path(tmp), **settings) as server:
+            torchserve.register(server, args.model)
+            url, token = f"{server.address('inference')}/predictions/{args.model}", torchserve.token(server)
             run_load(url, bodies, args.concurrency, 2, token)  # warm-up
-            pid = ts.describe(server, args.model)["workers"][0]["pid"]
+            pid = torchserve.describe(server, args.model)["workers"][0]["pid"]
             load = threading.Thread(target=run_load, args=(url, bodies, args.concurrency, args.seconds + 2, token))
             load.start()
             time.sleep(1)
             command = [spy, "record", "-p", str(pid), "-d", str(args.seconds), "-r", "250", "-f", "raw"]
             subprocess.run([*command, "-o", str(args.raw)], check=True, capture_output=True)
             load.join()
-        finally:
-            server.stop()
     shares: collections.Counter = collections.Counter()
     for line in args.raw.read_text().splitlines():
         if line.strip():

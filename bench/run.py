@@ -24,12 +24,15 @@ from pathlib import Path
 
 import requests
 
-from bench import torchserve as ts
+from bench import torchserve
 from bench.archive import variant_archive
 from bench.flask_process import FlaskServer
 from bench.loadgen import run_load, wrk_binary
-from bench.payloads import Payload, corpora, corpus_targets, payloads
+from bench.payloads import corpora, corpus_targets, payloads
+from client.answers import same
+from client.server import Server
 from export.paths import MODEL_STORE, ROOT, model_names
+from export.samples import Sample
 
 
 @dataclass
@@ -97,30 +100,20 @@ def in_process(name: str, archive: Path, settings: Settings, corpus: str = "samp
     return json.loads(done.stdout)
 
 
-def same(got, want, tol: float = 1e-4) -> bool:
-    """Equal JSON, numbers within ``tol`` (Flask runs the model on torch's default thread count)."""
-    if isinstance(want, dict):
-        return isinstance(got, dict) and got.keys() == want.keys() and all(same(got[k], want[k], tol) for k in want)
-    if isinstance(want, list):
-        return isinstance(got, list) and len(got) == len(want) and all(map(same, got, want, [tol] * len(want)))
-    if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
-        return abs(got - want) <= tol
-    return got == want
-
-
-def check_answers(url: str, bodies: list[Payload], expected: dict, token: str | None) -> list[str]:
+def check_answers(url: str, bodies: list[Sample], expected: dict, token: str | None) -> list[str]:
     """Send each body whose in-process answer is known once; list those whose status or answer differs."""
     wrong = []
-    for p in (p for p in bodies if p.name in expected):
+    for p in (p for p in bodies if p.path.name in expected):
         headers = {"Content-Type": p.content_type} | ({"Authorization": f"Bearer {token}"} if token else {})
         response = requests.post(url, data=p.raw, headers=headers, timeout=60)
-        want = expected[p.name]
-        if response.status_code != want["status"] or not same(response.json(), want["answer"]):
-            wrong.append(f"{p.name}: {response.status_code} {response.text[:200]}")
+        want = expected[p.path.name]
+        # 1e-4: Flask runs the model on torch's default thread count, in-process on the handler's.
+        if response.status_code != want["status"] or not same(response.json(), want["answer"], 1e-4):
+            wrong.append(f"{p.path.name}: {response.status_code} {response.text[:200]}")
     return wrong
 
 
-def flask_point(flask: FlaskServer, bodies: list[Payload], concurrency: int, settings: Settings) -> dict:
+def flask_point(flask: FlaskServer, bodies: list[Sample], concurrency: int, settings: Settings) -> dict:
     """A warm-up run (discarded), then the measured run; each followed by a drain."""
     if settings.warmup:
         run_load(flask.url, bodies, concurrency, settings.warmup)
@@ -134,21 +127,20 @@ def flask_point(flask: FlaskServer, bodies: list[Payload], concurrency: int, set
     }
 
 
-def torchserve_point(
-    server, name: str, bodies: list[Payload], concurrency: int, settings: Settings, token: str
-) -> dict:
+def torchserve_point(server, name: str, bodies: list[Sample], concurrency: int, settings: Settings, token: str) -> dict:
     """One measured TorchServe point, with TorchServe's own split of the time per request."""
     url = f"{server.address('inference')}/predictions/{name}"
     if settings.warmup:
         run_load(url, bodies, concurrency, settings.warmup, token)
-    ts.drain(server, name, bodies[0], token)
-    before, offset, logged = ts.model_counters(ts.scrape(server), name), ts.log_size(server), ts.log_bytes(server)
-    cpu = ts.cpu_seconds(server)
+    torchserve.drain(server, name, bodies[0], token)
+    before = torchserve.model_counters(torchserve.scrape(server), name)
+    offset, logged = torchserve.log_size(server), torchserve.log_bytes(server)
+    cpu = torchserve.cpu_seconds(server)
     result = run_load(url, bodies, concurrency, settings.duration, token)
-    cpu = {k: v - cpu[k] for k, v in ts.cpu_seconds(server).items()}
-    after, logged = ts.model_counters(ts.scrape(server), name), ts.log_bytes(server) - logged
-    drained = ts.drain(server, name, bodies[0], token)  # requests still queued when wrk stopped
-    batches = ts.batches_since(server, offset, name)
+    cpu = {k: v - cpu[k] for k, v in torchserve.cpu_seconds(server).items()}
+    after, logged = torchserve.model_counters(torchserve.scrape(server), name), torchserve.log_bytes(server) - logged
+    drained = torchserve.drain(server, name, bodies[0], token)  # requests still queued when wrk stopped
+    batches = torchserve.batches_since(server, offset, name)
     served = max(1.0, after["requests"] - before["requests"])
     split = {
         "frontend_ms": round((after["latency_us"] - before["latency_us"]) / served / 1000, 3),
@@ -265,24 +257,21 @@ def _run(settings: Settings, results: dict, log) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ts-") as tmp:
         work = Path(tmp)
         log("starting TorchServe")
-        server = ts.start(work / "torchserve", settings.model_store, settings.overrides)
-        try:
+        with Server.throwaway(settings.model_store, work / "torchserve", **settings.overrides) as server:
             served = {}
             for name in settings.models:
-                seconds = round(ts.register(server, name), 3)
-                d = ts.describe(server, name)
+                seconds = round(torchserve.register(server, name), 3)
+                d = torchserve.describe(server, name)
                 config = {k: d[k] for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")}
                 served[name] = {"register_s": seconds, "served_config": config}
-            token = ts.token(server)
-            samples = ts.scrape(server)
+            token = torchserve.token(server)
+            samples = torchserve.scrape(server)
             for name, corpus in workloads(settings):
                 entry = results["models"][workload_id(name, corpus)]
-                entry |= served[name] | {"worker_load_ms": ts.worker_load_ms(samples, name)}
+                entry |= served[name] | {"worker_load_ms": torchserve.worker_load_ms(samples, name)}
                 entry["served_config"] = served[name]["served_config"] | {"threads": entry["inprocess"]["threads"]}
                 entry |= bench_workload(name, corpus, server, token, entry["inprocess"], settings, work, log)
-            results["memory"] = ts.memory(server, settings.models)
-        finally:
-            server.stop()
+            results["memory"] = torchserve.memory(server, settings.models)
 
 
 def _jsonable(value):

@@ -23,17 +23,24 @@ def point(runs: list[dict], items_per_request: float) -> dict:
         "repeats": len(runs),
     }
     out["items_per_s"] = out["rps"] * items_per_request
-    cpu = [r["flask"]["cpu_ms_per_request"] for r in runs if "flask" in r] or [
-        r["torchserve"]["frontend_cpu_ms_per_request"] + r["torchserve"]["worker_cpu_ms_per_request"]
-        for r in runs
-        if "torchserve" in r and "frontend_cpu_ms_per_request" in r["torchserve"]
-    ]
+    cpu = [c for c in map(server_cpu_ms, runs) if c is not None]
     out["cpu_ms_per_request"] = median(cpu) if cpu else float("nan")  # the server's processes, all cores
     splits = [r["torchserve"] for r in runs if "torchserve" in r]
     if splits:
         keys = sorted({k for s in splits for k in s})
         out["split"] = {k: median([s[k] for s in splits if k in s]) for k in keys}
     return out
+
+
+def server_cpu_ms(run: dict) -> float | None:
+    """CPU ms per request of the server's processes in one run: the Flask process, or TorchServe's
+    frontend + workers; None when the run did not measure it."""
+    if "flask" in run:
+        return run["flask"]["cpu_ms_per_request"]
+    split = run.get("torchserve", {})
+    if "frontend_cpu_ms_per_request" not in split:
+        return None
+    return split["frontend_cpu_ms_per_request"] + split["worker_cpu_ms_per_request"]
 
 
 def limits(inprocess: dict, workers: int = 1, cores: int = 1) -> dict:
@@ -71,12 +78,6 @@ def summarize(results: dict) -> dict:
                 p["vs_flask"] = p["items_per_s"] / flask["items_per_s"]
         out[name] = {"limits": lim, "systems": systems}
     return out
-
-
-def heaviest(results: dict) -> str:
-    """The workload with the fewest items/s in process at batch 1."""
-    models = results["models"]
-    return min(models, key=lambda m: limits(models[m]["inprocess"])["batch1"])
 
 
 # Every workload's targets; a corpus file's "targets" add to them or tighten them.

@@ -1,18 +1,16 @@
-"""TorchServe for the benchmark: the project's config on free ports, the archives registered,
-and what TorchServe itself reports (metrics counters, per-batch PredictionTime, memory)."""
+"""TorchServe for the benchmark (a ``client.server.Server.throwaway``): the archives registered, and
+what TorchServe itself reports (metrics counters, per-batch PredictionTime, memory)."""
 
 from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import psutil
 import requests
 
-from client.api import TorchServeClient
-from client.server import Server, free_ports
-from export.paths import CONFIG
+from client.server import Server
+from export.samples import Sample
 
 # "[METRICS]PredictionTime.Milliseconds:1.71|#ModelName:digits,...|#hostname:vm,<ts>,<request ids>"
 PREDICTION_LINE = re.compile(
@@ -21,50 +19,13 @@ PREDICTION_LINE = re.compile(
 SAMPLE_LINE = re.compile(r"^(\w+)\{(.*)\}\s+(\S+)$")
 
 
-def bench_config(target: Path, model_store: Path, overrides: dict[str, str] | None = None, base: Path = CONFIG) -> Path:
-    """``base`` (the project's config.properties) with free ports, this model store, and
-    ``overrides`` (key -> value; replaces the key's line or is appended)."""
-    inference, management, metrics, grpc_i, grpc_m, worker = free_ports(6)
-    settings = {
-        "inference_address": f"http://127.0.0.1:{inference}",
-        "management_address": f"http://127.0.0.1:{management}",
-        "metrics_address": f"http://127.0.0.1:{metrics}",
-        "grpc_inference_port": str(grpc_i),
-        "grpc_management_port": str(grpc_m),
-        "initial_worker_port": str(worker),
-        "model_store": str(model_store),
-    } | (overrides or {})
-    text = base.read_text()
-    for key, value in settings.items():
-        line = f"{key}={value}"
-        text, found = re.subn(rf"^{re.escape(key)}=.*$", line.replace("\\", "\\\\"), text, flags=re.M)
-        if not found:
-            text = text.rstrip("\n") + f"\n{line}\n"
-    target.write_text(text)
-    return target
-
-
-def start(work: Path, model_store: Path, overrides: dict[str, str] | None = None, timeout: float = 180) -> Server:
-    """A running TorchServe in ``work`` (its config, key file, TMPDIR and logs live there)."""
-    work.mkdir(parents=True, exist_ok=True)
-    server = Server(bench_config(work / "config.properties", model_store, overrides), model_store, work, work / "state")
-    server.start(timeout=timeout, snapshots=False)
-    return server
-
-
 def register(server: Server, name: str, **params) -> float:
     """Register ``<name>.mar`` synchronously; returns the seconds it took (model load included).
     ``params`` go to the API as they are (batch_size, max_batch_delay, initial_workers): without
     them the archive's model-config.yaml decides."""
     client = server.client(timeout=300)
     t0 = time.perf_counter()
-    client._call(
-        "management",
-        "POST",
-        "/models",
-        f"register {name}",
-        params={"url": f"{name}.mar", "synchronous": "true"} | params,
-    )
+    client.register(f"{name}.mar", **params)
     return time.perf_counter() - t0
 
 
@@ -99,7 +60,7 @@ def model_counters(samples: list[tuple[str, dict, float]], model: str) -> dict:
     return out
 
 
-def drain(server: Server, model: str, probe, token: str, timeout: float = 300) -> float:
+def drain(server: Server, model: str, probe: Sample, token: str, timeout: float = 300) -> float:
     """Send one request and wait for its answer: TorchServe still answers the queued requests of
     clients that went away when a run ended, in order, so once the probe is answered the queue is
     empty and the next run starts clean. Returns the wait (s)."""
@@ -172,4 +133,4 @@ def memory(server: Server, models: list[str]) -> dict:
 
 def token(server: Server) -> str:
     """The inference key (TorchServe writes it when it starts)."""
-    return TorchServeClient.from_config(server.config, key_file=server.key_file).token("inference")
+    return server.client().token("inference")

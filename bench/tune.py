@@ -15,15 +15,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import torchserve as ts
+from bench import torchserve
 from bench.archive import variant_archive
 from bench.flask_process import FlaskServer
 from bench.payloads import corpora, payloads
 from bench.run import Settings, flask_point, in_process, torchserve_point, workload_id
-from bench.summary import limits
+from bench.summary import limits, server_cpu_ms
+from client.server import Server
 from export.paths import MODEL_STORE, ROOT, model_names
 
 RESULTS = ROOT / "bench" / "results"
@@ -42,12 +44,21 @@ class Variant:
     flask_threads: int = 0  # torch threads of the Flask server (0: torch's default)
 
 
-def sweeps(light: str, heavy: str) -> dict[str, tuple[list[str], list[int], list[Variant]]]:
-    """Sweep name -> (models, concurrencies, variants). The first variant of each is its base.
-    ``light`` / ``heavy``: the archived models fastest / slowest in process (no names here)."""
+@dataclass
+class Sweep:
+    """One group of settings to measure: the models and concurrencies, and the variants (the first is the base)."""
+
+    models: list[str]
+    concurrency: list[int]
+    variants: list[Variant]
+
+
+def sweeps(light: str, heavy: str) -> dict[str, Sweep]:
+    """Every sweep, by name. ``light`` / ``heavy``: the archived models fastest / slowest in process
+    (no names here)."""
     every = model_names()
     return {
-        "length": (
+        "length": Sweep(
             [heavy],
             [1, 16, 64],
             [
@@ -65,7 +76,7 @@ def sweeps(light: str, heavy: str) -> dict[str, tuple[list[str], list[int], list
                 ),
             ],
         ),
-        "delay": (
+        "delay": Sweep(
             [heavy],
             [1, 4],
             [
@@ -73,7 +84,7 @@ def sweeps(light: str, heavy: str) -> dict[str, tuple[list[str], list[int], list
                 for d in (0, 1, 5, 20, 50)
             ],
         ),
-        "logging": (
+        "logging": Sweep(
             [light],
             [1, 16],
             [
@@ -87,7 +98,7 @@ def sweeps(light: str, heavy: str) -> dict[str, tuple[list[str], list[int], list
                 ),
             ],
         ),
-        "netty": (
+        "netty": Sweep(
             [light],
             [16, 64],
             [
@@ -96,7 +107,7 @@ def sweeps(light: str, heavy: str) -> dict[str, tuple[list[str], list[int], list
                 Variant("4 / 4", {"number_of_netty_threads": "4", "netty_client_threads": "4"}),
             ],
         ),
-        "batching": (
+        "batching": Sweep(
             every,
             [1, 16, 64],
             [
@@ -107,7 +118,7 @@ def sweeps(light: str, heavy: str) -> dict[str, tuple[list[str], list[int], list
                 Variant("batch 8, delay 1 ms, 2 workers", model=_workers(8, 2, 1)),
             ],
         ),
-        "workers": (
+        "workers": Sweep(
             [heavy],
             [1, 16],
             [
@@ -116,7 +127,7 @@ def sweeps(light: str, heavy: str) -> dict[str, tuple[list[str], list[int], list
                 Variant("batch 1; 2 workers x 1 thread", model=_workers(1, 2, 1)),
             ],
         ),
-        "flask": (
+        "flask": Sweep(
             [light, heavy],
             [1, 16],
             [
@@ -137,36 +148,32 @@ def _workers(batch: int, workers: int, threads: int) -> dict:
     } | {"threads": threads}
 
 
-def run_sweep(name: str, models, concurrency, variants, base: dict, settings: Settings, log) -> dict:
+def run_sweep(name: str, sweep: Sweep, base: dict, settings: Settings, log) -> dict:
     """Every variant of one sweep for each model and corpus, ``settings.repeats`` interleaved rounds."""
+    models, concurrency, variants = sweep.models, sweep.concurrency, sweep.variants
     loads = [(m, c) for m in models for c in corpora(m) if settings.corpora is None or c in settings.corpora]
     points: dict = {workload_id(*w): {v.label: {str(c): [] for c in concurrency} for v in variants} for w in loads}
-    with tempfile.TemporaryDirectory(prefix=f"bench-tune-{name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"bench-tune-{name}-") as tmp, ExitStack() as running:
         work, store = Path(tmp), Path(tmp) / "store"
         store.mkdir()
         server, server_config, starts = None, None, 0
-        try:
-            for round_ in range(settings.repeats):
-                for variant in variants:
-                    config = base | variant.config
-                    if variant.flask_nodelay is None and config != server_config:
-                        if server:
-                            server.stop()
-                        starts += 1
-                        server, server_config = ts.start(work / f"ts-{starts}", store, config), config
-                    for model in models:
-                        variant_archive(settings.model_store / f"{model}.mar", store / f"{model}.mar", variant.model)
-                        for corpus, c, point in measure_variant(server, model, concurrency, variant, settings, work):
-                            points[workload_id(model, corpus)][variant.label][str(c)].append(point)
-                            log(
-                                f"  {name} round {round_ + 1} {workload_id(model, corpus)} [{variant.label}] c={c}: "
-                                f"{point['rps']:.0f} "
-                                f"req/s p50 {point['latency_ms']['p50']:.2f} p99 {point['latency_ms']['p99']:.2f} ms "
-                                f"errors {point['error_count']}"
-                            )
-        finally:
-            if server:
-                server.stop()
+        for round_ in range(settings.repeats):
+            for variant in variants:
+                config = base | variant.config
+                if variant.flask_nodelay is None and config != server_config:
+                    running.close()  # the previous server, if any
+                    starts += 1
+                    server = running.enter_context(Server.throwaway(store, work / f"ts-{starts}", **config))
+                    server_config = config
+                for model in models:
+                    variant_archive(settings.model_store / f"{model}.mar", store / f"{model}.mar", variant.model)
+                    for corpus, c, point in measure_variant(server, model, concurrency, variant, settings, work):
+                        points[workload_id(model, corpus)][variant.label][str(c)].append(point)
+                        log(
+                            f"  {name} round {round_ + 1} {workload_id(model, corpus)} [{variant.label}] c={c}: "
+                            f"{point['rps']:.0f} req/s p50 {point['latency_ms']['p50']:.2f} "
+                            f"p99 {point['latency_ms']['p99']:.2f} ms errors {point['error_count']}"
+                        )
     return {"base": base, "concurrency": concurrency, "variants": [v.__dict__ for v in variants], "points": points}
 
 
@@ -181,14 +188,14 @@ def measure_variant(server, model: str, concurrency: list[int], variant: Variant
                 for c in concurrency:
                     yield corpus, c, flask_point(flask, payloads(model, corpus), c, settings)
         return
-    ts.register(server, model)
-    token = ts.token(server)
+    torchserve.register(server, model)
+    token = torchserve.token(server)
     try:
         for corpus in chosen:
             for c in concurrency:
                 yield corpus, c, torchserve_point(server, model, payloads(model, corpus), c, settings, token)
     finally:
-        ts.drain(server, model, payloads(model, chosen[0])[0], token)  # unregistering needs an empty queue
+        torchserve.drain(server, model, payloads(model, chosen[0])[0], token)  # unregistering needs an empty queue
         server.client().unregister(model)
 
 
@@ -252,14 +259,8 @@ def render(tuning: dict) -> str:
                         f"{rps:,.0f} /s, {med['p50']:.2f} / {med['p99']:.2f}" + (f" ({errors} err)" if errors else "")
                     )
                     logged += [r["torchserve"]["log_bytes_per_request"] for r in runs if "torchserve" in r]
-                    # CPU per request at the highest concurrency: frontend + worker(s).
-                    cpu = [
-                        r["torchserve"]["frontend_cpu_ms_per_request"] + r["torchserve"]["worker_cpu_ms_per_request"]
-                        if "torchserve" in r
-                        else r["flask"]["cpu_ms_per_request"]
-                        for r in runs
-                        if "torchserve" in r or "flask" in r
-                    ]
+                    # CPU per request at the highest concurrency: frontend + worker(s), or Flask.
+                    cpu = [c for c in map(server_cpu_ms, runs) if c is not None]
                 log_cell = f"{statistics.median(logged):,.0f}" if logged else ""
                 cpu_cell = f"{statistics.median(cpu):.3f}" if cpu else ""
                 lines.append(f"| {label} | " + " | ".join(cells) + f" | {log_cell} | {cpu_cell} |")
@@ -299,12 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         if name == "inprocess":
             tuning["inprocess_threads"] = {heavy: inprocess_threads(heavy, settings, [1, 2])}
         else:
-            models, concurrency, variants = table[name]
+            sweep = table[name]
+            if args.models:
+                sweep = Sweep(args.models, sweep.concurrency, sweep.variants)
             # The logging sweep measures the logging settings themselves: none of them in its base.
             sweep_base = {k: v for k, v in base.items() if name != "logging" or k not in LOGGING_KEYS}
-            result = run_sweep(
-                name, args.models or models, concurrency, variants, sweep_base, settings, lambda s: print(s, flush=True)
-            )
+            result = run_sweep(name, sweep, sweep_base, settings, lambda s: print(s, flush=True))
             result["meta"] = (
                 f"config.properties + {sweep_base or 'nothing'}; {settings.repeats} rounds of {settings.duration} s"
             )

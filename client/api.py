@@ -14,6 +14,8 @@ from typing import Any
 
 import requests
 
+from client.keys import Key, KeyFile
+
 
 class TorchServeError(Exception):
     """TorchServe (or a handler) answered with an error status."""
@@ -37,8 +39,18 @@ def read_properties(path: Path) -> dict[str, str]:
     return props
 
 
+def refused_key(response: requests.Response) -> bool:
+    """TorchServe's answer to a missing, wrong or expired key: 400 InvalidKeyException (not 401)."""
+    return response.status_code == 400 and "InvalidKeyException" in response.text
+
+
 class TorchServeClient:
-    """Inference and management calls; tokens come from TorchServe's ``key_file.json``."""
+    """Inference and management calls; tokens come from TorchServe's ``key_file.json``.
+
+    Keys renew: a key the file says expires within seconds, or one the server refuses, is replaced
+    through TorchServe's token API (with the file's API key) and the call is sent once more.
+    Proxy variables (HTTP(S)_PROXY) are ignored: the bearer key goes to the server and nowhere else.
+    """
 
     def __init__(
         self,
@@ -50,8 +62,10 @@ class TorchServeClient:
         self.inference_url = inference_url.rstrip("/")
         self.management_url = management_url.rstrip("/")
         self.key_file = Path(key_file) if key_file else None
+        self.keys = KeyFile(self.key_file) if key_file else None
         self.timeout = timeout
         self.session = requests.Session()
+        self.session.trust_env = False  # no proxy from the environment, no .netrc credentials
 
     @classmethod
     def from_config(cls, config: Path, key_file: Path | None = Path("key_file.json"), **kwargs) -> TorchServeClient:
@@ -60,20 +74,44 @@ class TorchServeClient:
         return cls(props["inference_address"], props["management_address"], key_file, **kwargs)
 
     def token(self, api: str) -> str | None:
-        """The current ``inference`` or ``management`` key (re-read: TorchServe rotates them)."""
-        if self.key_file is None or not self.key_file.exists():
+        """The current ``inference`` or ``management`` key, renewed first if the file says it expires
+        within seconds; None without a key file (tokens off)."""
+        if self.keys is None or not self.keys.exists():
             return None
-        return json.loads(self.key_file.read_text())[api]["key"]
+        key = self.keys.key(api)
+        return (self.renew(api, key.value) if key.expiring() else key).value
+
+    def auth_headers(self, api: str) -> dict[str, str]:
+        """``{"Authorization": "Bearer <key>"}`` for code that sends its own requests (empty: tokens off)."""
+        token = self.token(api)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def renew(self, api: str, stale: str) -> Key:
+        """A new ``api`` key from the token API, unless another thread or process already replaced
+        ``stale`` with one that is not about to expire (each renewal voids the key before it)."""
+        with self.keys.lock:
+            current = self.keys.key(api)
+            if current.value != stale and not current.expiring():
+                return current
+            headers = {"Authorization": f"Bearer {self.keys.key('API').value}"}
+            response = self.session.get(
+                f"{self.management_url}/token", params={"type": api}, headers=headers, timeout=self.timeout
+            )
+            if response.status_code >= 400:
+                raise TorchServeError(response.status_code, _body(response), f"renew the {api} key")
+            return self.keys.key(api)  # the server rewrote the file before answering
+
+    def _send(self, api: str, method: str, path: str, token: str | None, **kwargs) -> requests.Response:
+        base = self.inference_url if api == "inference" else self.management_url
+        headers = kwargs.pop("headers", {}) | ({"Authorization": f"Bearer {token}"} if token else {})
+        return self.session.request(method, base + path, headers=headers, timeout=self.timeout, **kwargs)
 
     def _call(self, api: str, method: str, path: str, what: str, **kwargs) -> Any:
-        base = self.inference_url if api == "inference" else self.management_url
         token = self.token(api)
-        headers = kwargs.pop("headers", {}) | ({"Authorization": f"Bearer {token}"} if token else {})
-        response = self.session.request(method, base + path, headers=headers, timeout=self.timeout, **kwargs)
-        try:
-            body = response.json()
-        except ValueError:
-            body = response.text
+        response = self._send(api, method, path, token, **kwargs)
+        if token is not None and refused_key(response):
+            response = self._send(api, method, path, self.renew(api, token).value, **kwargs)
+        body = _body(response)
         if response.status_code >= 400:
             raise TorchServeError(response.status_code, body, what)
         return body
@@ -104,13 +142,18 @@ class TorchServeClient:
         path = f"/models/{model}" + (f"/{version}" if version else "")
         return self._call("management", "GET", path, f"describe {model}")
 
-    def register(self, archive: str, initial_workers: int | None = None, synchronous: bool = True) -> dict:
-        """``POST /models``: load an archive from the model store, by file name. Without
-        ``initial_workers`` the archive's model-config.yaml decides."""
-        params = {"url": archive, "synchronous": str(synchronous).lower()}
+    def register(
+        self, archive: str, initial_workers: int | None = None, synchronous: bool = True, **params: Any
+    ) -> dict:
+        """``POST /models``: load an archive from the model store, by file name. ``params`` are
+        TorchServe's other registration parameters, passed as given (``batch_size``,
+        ``max_batch_delay``, ``response_timeout``, ``model_name``, ...). Without them (and without
+        ``initial_workers``) the archive's model-config.yaml decides."""
+        query = {"url": archive, "synchronous": synchronous} | params
         if initial_workers is not None:
-            params["initial_workers"] = initial_workers
-        return self._call("management", "POST", "/models", f"register {archive}", params=params)
+            query["initial_workers"] = initial_workers
+        query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items() if v is not None}
+        return self._call("management", "POST", "/models", f"register {archive}", params=query)
 
     def scale(self, model: str, min_worker: int, max_worker: int | None = None, version: str | None = None) -> dict:
         """``PUT /models/{model}[/{version}]``: set the worker count (synchronously)."""
@@ -126,3 +169,11 @@ class TorchServeClient:
         """``DELETE /models/{model}[/{version}]``."""
         path = f"/models/{model}" + (f"/{version}" if version else "")
         return self._call("management", "DELETE", path, f"unregister {model}")
+
+
+def _body(response: requests.Response) -> Any:
+    """The answer's JSON, or its text when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text

@@ -1,22 +1,20 @@
-"""Start, wait for and stop a TorchServe: used by `make serve`/`make stop` and the test fixtures.
+"""Start, wait for and stop a TorchServe: the project's (`make serve`, see ``client.server_cli``) and
+throwaway ones for tests, benchmarks and reliability runs (``Server.throwaway``).
 
-Usage: ``python -m client.server start|stop|restart|status``.
 Each server gets a state folder holding its TMPDIR (TorchServe keeps its PID file there, one
 server per TMPDIR), its logs and its config snapshots; the server runs in ``workdir``, where it
-writes key_file.json. ``private_config`` gives a throwaway server its own free ports.
+writes key_file.json. ``python -m client.server start|stop|restart|status`` still works.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
-import shutil
-import socket
 import subprocess
 import sys
+import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,36 +22,16 @@ import psutil
 import requests
 
 from client.api import TorchServeClient, TorchServeError, read_properties
+from client.config import CONFIG, ROOT, private_config
+from client.config import free_ports as free_ports  # importable from here too, as before
 
-ROOT = Path(__file__).resolve().parent.parent
 TORCHSERVE = Path(sys.executable).parent / "torchserve"
+STARTUP_TIMEOUT = 180.0  # s: two busy cores, a JVM and one Python worker per model
+LOG_TAIL = 40  # lines of each log printed when a throwaway server fails
 
 
 class ServerError(RuntimeError):
     """TorchServe did not start, or did not become healthy in time."""
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel says are free right now (held open together so they differ)."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-
-
-def private_config(target: Path, model_store: Path, base: Path = ROOT / "config.properties") -> Path:
-    """Write ``base`` to ``target`` with free ports and ``model_store``: a server that runs beside
-    others (tests, `make soak`) without touching the project's ports or archives."""
-    inference, management, metrics, grpc_inference, grpc_management, worker = free_ports(6)
-    text = Path(base).read_text()
-    for key, port in (("inference", inference), ("management", management), ("metrics", metrics)):
-        text = re.sub(rf"^{key}_address=.*$", f"{key}_address=http://127.0.0.1:{port}", text, flags=re.M)
-    text = re.sub(r"^grpc_inference_port=.*$", f"grpc_inference_port={grpc_inference}", text, flags=re.M)
-    text = re.sub(r"^grpc_management_port=.*$", f"grpc_management_port={grpc_management}", text, flags=re.M)
-    text = re.sub(r"^model_store=.*$", f"model_store={model_store}", text, flags=re.M)
-    target.write_text(text + f"\ninitial_worker_port={worker}\n")
-    return target
 
 
 @dataclass
@@ -64,6 +42,35 @@ class Server:
     model_store: Path
     workdir: Path  # cwd of the server: key_file.json lands here
     state: Path  # tmp/ (PID file) and log/ (logs and config snapshots)
+
+    @classmethod
+    @contextmanager
+    def throwaway(
+        cls,
+        model_store: Path,
+        work: Path | None = None,
+        snapshots: bool = False,
+        timeout: float = STARTUP_TIMEOUT,
+        base: Path = CONFIG,
+        **settings: str,
+    ) -> Iterator[Server]:
+        """A running server on ``base`` (the project's config) with free ports and ``settings``
+        (config.properties lines), in ``work`` (default: a temporary folder); stopped whatever happens.
+        When starting or the body fails, the tails of its logs are printed to stderr (pytest shows them)."""
+        with ExitStack() as stack:
+            if work is None:
+                work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="torchserve-")))
+            work.mkdir(parents=True, exist_ok=True)
+            config = private_config(work / "config.properties", model_store, base, **settings)
+            server = cls(config, model_store, work, work / "state")
+            try:
+                server.start(timeout, snapshots=snapshots)
+                yield server
+            except Exception:
+                server.print_logs()
+                raise
+            finally:
+                server.stop()
 
     @property
     def env(self) -> dict:
@@ -89,6 +96,12 @@ class Server:
         return int(path.read_text().strip()) if path.exists() else None
 
     @property
+    def running(self) -> bool:
+        """Whether the frontend named by the PID file is alive."""
+        pid = self.pid
+        return pid is not None and psutil.pid_exists(pid)
+
+    @property
     def snapshot_dir(self) -> Path:
         """Where TorchServe writes a config snapshot after every change ($LOG_LOCATION/config)."""
         return self.log_dir / "config"
@@ -100,10 +113,9 @@ class Server:
 
     def processes(self) -> list[psutil.Process]:
         """The frontend (Java) first, then its worker processes; empty when not running."""
-        pid = self.pid
-        if not pid or not psutil.pid_exists(pid):
+        if not self.running:
             return []
-        frontend = psutil.Process(pid)
+        frontend = psutil.Process(self.pid)
         return [frontend, *frontend.children(recursive=True)]
 
     def client(self, **kwargs) -> TorchServeClient:
@@ -114,7 +126,7 @@ class Server:
         """``inference``, ``management`` or ``metrics`` address from the config."""
         return read_properties(self.config)[f"{api}_address"]
 
-    def start(self, timeout: float = 120.0, snapshots: bool = True, restore: bool = False) -> None:
+    def start(self, timeout: float = STARTUP_TIMEOUT, snapshots: bool = True, restore: bool = False) -> None:
         """Start in the background and wait until ``/ping`` answers.
 
         Args:
@@ -130,10 +142,20 @@ class Server:
         command = [str(TORCHSERVE), "--start", "--model-store", str(self.model_store)]
         command += [] if restore else ["--ts-config", str(self.config)]
         command += [] if snapshots else ["--ncs"]
-        with open(self.log_dir / "torchserve.out", "ab") as out:
+        private = os.open(self.log_dir / "torchserve.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(private, "ab") as out:
             # Redirected: torchserve --start leaves a server attached to our stdout otherwise.
+            # umask 077: key_file.json is never readable by others, not even before TorchServe's chmod,
+            # and neither are the logs and snapshots.
             subprocess.run(
-                command, cwd=self.workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=60
+                command,
+                cwd=self.workdir,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=60,
+                umask=0o077,
             )
         self.wait_healthy(timeout)
 
@@ -157,10 +179,10 @@ class Server:
         workers, all READY; return their descriptions. ``/ping`` is not enough after a restore:
         it answers Healthy while the restored workers are still loading."""
         deadline, last = time.monotonic() + timeout, "no answer"
-        ts = self.client(timeout=5)
+        client = self.client(timeout=5)
         while time.monotonic() < deadline:
             try:
-                versions = [d for m in ts.list_models() for d in ts.describe(m["modelName"])]
+                versions = [d for m in client.list_models() for d in client.describe(m["modelName"])]
                 waiting = [
                     f"{d['modelName']} {d['modelVersion']}"
                     for d in versions
@@ -174,7 +196,7 @@ class Server:
             time.sleep(0.25)
         raise ServerError(f"workers not READY within {timeout:.0f}s ({last}); see {self.log_dir}/model_log.log")
 
-    def restart(self, timeout: float = 120.0) -> list[dict]:
+    def restart(self, timeout: float = STARTUP_TIMEOUT) -> list[dict]:
         """Stop, then start from the last config snapshot and wait for every worker.
 
         This is the restart that keeps state: the models registered through the management API,
@@ -189,11 +211,7 @@ class Server:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop the server and every worker it started; leave no process behind."""
-        pid = self.pid
-        procs = []
-        if pid and psutil.pid_exists(pid):
-            frontend = psutil.Process(pid)
-            procs = [frontend, *frontend.children(recursive=True)]
+        procs = self.processes()
         subprocess.run(
             [str(TORCHSERVE), "--stop"], cwd=self.workdir, env=self.env, capture_output=True, timeout=timeout
         )
@@ -203,61 +221,19 @@ class Server:
         psutil.wait_procs(alive, timeout=10)
         (self.state / "tmp" / ".model_server.pid").unlink(missing_ok=True)
 
+    def print_logs(self, lines: int = LOG_TAIL) -> None:
+        """The last ``lines`` of each of the server's logs, to stderr (what went wrong, in the test output)."""
+        for path in sorted(self.log_dir.glob("*.log")) + sorted(self.log_dir.glob("*.out")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            print(f"--- {path} (last {len(tail)} lines)", *tail, sep="\n", file=sys.stderr)
+
 
 def project_server() -> Server:
     """The server `make serve` runs: the project's config, model store and var/ folder."""
-    return Server(ROOT / "config.properties", ROOT / "model_store", ROOT, ROOT / "var")
+    return Server(CONFIG, ROOT / "model_store", ROOT, ROOT / "var")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line for `make serve` / `make stop`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m client.server", description="Start or stop the project's TorchServe."
-    )
-    parser.add_argument(
-        "action",
-        choices=("start", "stop", "restart", "status"),
-        help="start (fresh, from config.properties), stop, restart (from the last config snapshot: same models, "
-        "versions, defaults and workers), status",
-    )
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for /ping (default: 120)")
-    args = parser.parse_args(argv)
-    server = project_server()
-    if args.action == "start":
-        if server.pid and psutil.pid_exists(server.pid):
-            print(f"TorchServe already running (pid {server.pid}); `make stop` first to restart it")
-            return 0
-        if not shutil.which("java") and not os.environ.get("JAVA_HOME"):
-            print(
-                "TorchServe needs Java 17: install a JDK (e.g. apt-get install openjdk-17-jre-headless)",
-                file=sys.stderr,
-            )
-            return 1
-        try:
-            server.start(args.timeout)
-        except ServerError as err:
-            print(err, file=sys.stderr)
-            return 1
-        print(f"TorchServe is up (pid {server.pid}); logs in {server.log_dir.relative_to(ROOT)}/")
-    elif args.action == "restart":
-        try:
-            versions = server.restart(args.timeout)
-        except ServerError as err:
-            print(err, file=sys.stderr)
-            return 1
-        print(f"TorchServe restarted from its last snapshot in {server.snapshot_dir.relative_to(ROOT)}/:")
-        for d in versions:
-            print(f"  {d['modelName']} {d['modelVersion']}: {len(d['workers'])} workers")
-    elif args.action == "stop":
-        running = server.pid and psutil.pid_exists(server.pid)
-        server.stop()
-        print("TorchServe stopped" if running else "TorchServe was not running")
-    else:
-        running = bool(server.pid and psutil.pid_exists(server.pid))
-        print(f"running (pid {server.pid})" if running else "not running")
-        return 0 if running else 1
-    return 0
+if __name__ == "__main__":  # `python -m client.server ...`, as the Makefile says it; the CLI is server_cli
+    from client.server_cli import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -1,16 +1,21 @@
-"""Write a KServe-ready model repository per model, and its InferenceService manifest.
+"""Write KServe manifests that run this project's image, and a model repository per model.
 
-Usage: ``python -m deploy.kserve [--out build/kserve] [--storage-uri s3://bucket/prefix]``.
+Usage: ``python -m deploy.kserve [--out build/kserve] [--storage-uri s3://bucket/prefix] [--image IMAGE]``.
 
-For each model: ``<out>/<name>/config/config.properties`` and ``<out>/<name>/model-store/<name>.mar``
-(the layout KServe's storage initializer copies to /mnt/models for the TorchServe runtime), and
-``<out>/<name>/inferenceservice.yaml``. One repository per model, so each scales on its own.
+- ``<out>/servingruntime.yaml``: our own ServingRuntime: the image `make image` builds, started the way
+  the repository layout below expects, with readiness and liveness probes (client/health.py).
+- ``<out>/networkpolicy.yaml``: only the ingress and Knative's activator reach the inference ports.
+- ``<out>/<name>/config/config.properties`` and ``<out>/<name>/model-store/<name>.mar``: what the storage
+  initializer copies to /mnt/models; ``<out>/<name>/inferenceservice.yaml`` names the runtime.
+One repository per model, so each scales on its own. Why not KServe's built-in TorchServe runtime:
+docs/SCALING.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -21,55 +26,85 @@ from export.archive import check_archive
 from export.paths import BUILD, MODEL_STORE, ROOT, model_names
 from export.spec import load_spec
 
-# What KServe's TorchServe runtime expects: inference and management on 8085 behind its own proxy
-# on 8080, metrics on 8082, the model store at /mnt/models/model-store.
-KSERVE_PROPERTIES = """\
-# TorchServe config for KServe's TorchServe runtime (written by `make kserve`; do not edit here).
-# KServe runs: torchserve --start --model-store /mnt/models/model-store \\
-#              --ts-config /mnt/models/config/config.properties
-# Inside the pod TorchServe listens on all interfaces: KServe's proxy and Prometheus reach it there.
-inference_address=http://0.0.0.0:8085
-management_address=http://0.0.0.0:8085
-metrics_address=http://0.0.0.0:8082
-grpc_inference_address=0.0.0.0
-grpc_inference_port=7070
-grpc_management_port=7071
-# Settings may be overridden by TS_* environment variables in the pod spec (e.g. TS_JOB_QUEUE_SIZE).
-enable_envvars_config=true
-# The v2 (Open Inference Protocol) endpoint: /v2/models/{model}/infer. The handlers speak v2
-# natively, so no service_envelope is set (TorchServe's kservev2 envelope reads one request per batch).
-ts_open_inference_protocol=true
-# KServe's proxy sends no TorchServe tokens; the pod is reached only through KServe's ingress,
-# where authentication belongs (and a NetworkPolicy keeps everything else out).
-disable_token_authorization=true
-# Models come from model_snapshot below, never through the management API.
-enable_model_api=false
-allowed_urls=^model-store-only:$
-metrics_mode=prometheus
-max_request_size=6553500
-max_response_size=6553500
-model_store=/mnt/models/model-store
-"""
+RUNTIME = "torchserve-kit"  # the ServingRuntime's name, and the model format only it supports
+DEFAULT_IMAGE = "localhost/torchserve-kit:latest"
+MOUNT = "/mnt/models"  # where KServe's storage initializer puts the storageUri's contents
+CONTAINER_CONFIG = ROOT / "deploy" / "container" / "config.properties"
+INFERENCE_PORT = 8080  # the container config's inference_address
+# Knative puts its queue-proxy in front of the container: the ingress and activator reach the pod
+# there (8012 HTTP/1, 8013 HTTP/2); the autoscaler scrapes the proxy's metrics on 9090.
+QUEUE_PROXY_PORTS = (8012, 8013)
+AUTOSCALER_METRICS_PORT = 9090
+INGRESS_NAMESPACES = ("istio-system", "knative-serving")  # the ingress gateway; the activator
+
+
+def repository_config(name: str) -> str:
+    """The container config, loading one model from the repository's model store at start."""
+    text = CONTAINER_CONFIG.read_text()
+    text = text.replace("# The archives baked into the image, every one loaded at start", "# The repository's archive")
+    text = text.replace("(deploy/kserve.py replaces these two).", "(written by `make kserve`).")
+    text = re.sub(r"^model_store=.*$", f"model_store={MOUNT}/model-store", text, flags=re.M)
+    snapshot = json.dumps(model_snapshot(name), separators=(",", ":"))
+    return re.sub(r"^load_models=.*$", lambda _: f"model_snapshot={snapshot}", text, flags=re.M)
 
 
 def model_snapshot(name: str) -> dict:
     """The ``model_snapshot`` that loads one model at start, with its archive's serving settings."""
     spec = load_spec(name)
     config = yaml.safe_load((spec.folder / "model-config.yaml").read_text())
-    version = {
-        "defaultVersion": True,
-        "marName": f"{name}.mar",
-        **{key: config[key] for key in ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout")},
-    }
+    keys = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout")
+    version = {"defaultVersion": True, "marName": f"{name}.mar", **{k: config[k] for k in keys if k in config}}
     return {"name": "startup.cfg", "modelCount": 1, "models": {name: {str(spec.version): version}}}
 
 
+def probe(check: str, period: int, failures: int) -> dict:
+    """An exec probe running ``python -m client.health <check>`` in the container (no token needed)."""
+    command = ["python", "-m", "client.health", check]
+    return {"exec": {"command": command}, "periodSeconds": period, "timeoutSeconds": 10, "failureThreshold": failures}
+
+
+def serving_runtime(image: str) -> dict:
+    """Our ServingRuntime: the image's entry point with the repository's model store and config."""
+    container = {
+        "name": "kserve-container",  # the name KServe looks for
+        "image": image,
+        "args": ["--model-store", f"{MOUNT}/model-store"],
+        "env": [{"name": "TS_CONFIG_FILE", "value": f"{MOUNT}/config/config.properties"}],
+        "ports": [{"containerPort": INFERENCE_PORT, "protocol": "TCP"}],
+        # Warm-up (loading, then every sample once) may take minutes: the startup probe allows 10.
+        "startupProbe": probe("ready", 10, 60),
+        "readinessProbe": probe("ready", 10, 2),
+        "livenessProbe": probe("live", 15, 4),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+    }
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": RUNTIME},
+        "spec": {
+            "supportedModelFormats": [{"name": RUNTIME, "version": "1", "autoSelect": True}],
+            "protocolVersions": ["v1", "v2"],
+            "containers": [container],
+        },
+    }
+
+
+def k8s_name(name: str) -> str:
+    return name.replace("_", "-")  # Kubernetes names allow no underscores
+
+
 def inference_service(name: str, storage_uri: str) -> dict:
-    """An InferenceService for the TorchServe runtime, speaking v2."""
+    """An InferenceService naming our runtime, speaking v2."""
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {"name": name.replace("_", "-")},  # Kubernetes names allow no underscores
+        "metadata": {"name": k8s_name(name)},
         "spec": {
             "predictor": {
                 "minReplicas": 1,
@@ -77,21 +112,44 @@ def inference_service(name: str, storage_uri: str) -> dict:
                 "scaleMetric": "concurrency",
                 "scaleTarget": 16,
                 "model": {
-                    "modelFormat": {"name": "pytorch"},
+                    "modelFormat": {"name": RUNTIME},
+                    "runtime": RUNTIME,
                     "protocolVersion": "v2",
                     "storageUri": f"{storage_uri.rstrip('/')}/{name}",
-                    "resources": {
-                        "requests": {"cpu": "2", "memory": "2Gi"},
-                        "limits": {"cpu": "2", "memory": "4Gi"},
-                    },
                 },
             }
         },
     }
 
 
+def network_policy(names: list[str]) -> dict:
+    """Admit only the ingress gateway and the activator to the inference ports of these models' pods
+    (the management API listens on loopback inside the pod and is not reachable at all)."""
+
+    def namespace(ns: str) -> dict:
+        return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+
+    from_ingress = [namespace(ns) for ns in INGRESS_NAMESPACES]
+    ports = [{"protocol": "TCP", "port": p} for p in (INFERENCE_PORT, *QUEUE_PROXY_PORTS)]
+    autoscaler = namespace("knative-serving")
+    selector = {"key": "serving.kserve.io/inferenceservice", "operator": "In", "values": [k8s_name(n) for n in names]}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{RUNTIME}-inference-only"},
+        "spec": {
+            "podSelector": {"matchExpressions": [selector]},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": from_ingress, "ports": ports},
+                {"from": [autoscaler], "ports": [{"protocol": "TCP", "port": AUTOSCALER_METRICS_PORT}]},
+            ],
+        },
+    }
+
+
 def write_repository(name: str, out: Path, storage_uri: str, store: Path = MODEL_STORE) -> Path:
-    """Write one model's repository and manifest; returns its folder."""
+    """Write one model's repository and InferenceService; returns its folder."""
     archive = store / f"{name}.mar"
     if not archive.exists():
         raise FileNotFoundError(f"{archive} is missing: run `make archive` first")
@@ -101,10 +159,18 @@ def write_repository(name: str, out: Path, storage_uri: str, store: Path = MODEL
     (folder / "config").mkdir(parents=True)
     (folder / "model-store").mkdir()
     shutil.copy2(archive, folder / "model-store" / archive.name)
-    snapshot = json.dumps(model_snapshot(name), separators=(",", ":"))
-    (folder / "config" / "config.properties").write_text(KSERVE_PROPERTIES + f"model_snapshot={snapshot}\n")
+    (folder / "config" / "config.properties").write_text(repository_config(name))
     (folder / "inferenceservice.yaml").write_text(yaml.safe_dump(inference_service(name, storage_uri), sort_keys=False))
     return folder
+
+
+def write_all(out: Path, storage_uri: str, image: str, store: Path = MODEL_STORE) -> list[Path]:
+    """Every model's repository, the ServingRuntime and the NetworkPolicy; returns the model folders."""
+    names = model_names()
+    folders = [write_repository(name, out, storage_uri, store) for name in names]
+    (out / "servingruntime.yaml").write_text(yaml.safe_dump(serving_runtime(image), sort_keys=False))
+    (out / "networkpolicy.yaml").write_text(yaml.safe_dump(network_policy(names), sort_keys=False))
+    return folders
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,15 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--storage-uri", default="s3://YOUR-BUCKET/torchserve-kit", help="where the repositories will be pushed"
     )
+    parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"the image (default: {DEFAULT_IMAGE})")
     args = parser.parse_args(argv)
     try:
-        for name in model_names():
-            folder = write_repository(name, args.out, args.storage_uri)
-            shown = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
-            print(f"{shown}: repository + inferenceservice.yaml")
+        folders = write_all(args.out, args.storage_uri, args.image)
     except FileNotFoundError as err:
         print(f"kserve: {err}", file=sys.stderr)
         return 1
+    for path in [*folders, args.out / "servingruntime.yaml", args.out / "networkpolicy.yaml"]:
+        print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     return 0
 
 

@@ -88,12 +88,32 @@ def _load_aoti(path: Path, manifest: dict, threads: int) -> Callable:
     return torch._inductor.aoti_load_package(str(path))
 
 
+def _load_exported(path: Path, manifest: dict, threads: int) -> Callable:
+    return torch.export.load(str(path)).module()
+
+
 # Format name (as in the manifest) -> loader(path, manifest, threads). Handlers do not change.
 LOADERS: dict[str, Callable[[Path, dict, int], Callable]] = {
     "torchscript": _load_torchscript,
     "onnx": _load_onnx,
     "aoti": _load_aoti,
+    "exported": _load_exported,
 }
+
+
+class WithConstants:
+    """The model called with tensors only: the manifest's ``call_constants`` go in by keyword."""
+
+    def __init__(self, model: Callable, constants: dict):
+        self.model, self.constants = model, constants
+
+    def __call__(self, *tensors: torch.Tensor):
+        return self.model(*tensors, **self.constants)
+
+    def __getattr__(self, name: str):
+        if name == "model":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.model, name)  # e.g. the model's reset method
 
 
 def open_artifact(path: Path, manifest: dict, threads: int | None = None) -> Callable:
@@ -101,7 +121,9 @@ def open_artifact(path: Path, manifest: dict, threads: int | None = None) -> Cal
     fmt = manifest["format"]
     if fmt not in LOADERS:
         raise ValueError(f"{manifest['name']}: unknown artifact format {fmt!r}; known: {sorted(LOADERS)}")
-    return LOADERS[fmt](Path(path), manifest, threads or torch.get_num_threads())
+    model = LOADERS[fmt](Path(path), manifest, threads or torch.get_num_threads())
+    constants = manifest.get("call_constants") or {}
+    return WithConstants(model, constants) if constants else model
 
 
 def load_artifact(folder: Path, manifest: dict, threads: int | None = None) -> Callable:

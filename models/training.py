@@ -29,3 +29,9 @@ def seed_everything(seed: int) -> None:
 def write_json(path: pathlib.Path, obj: dict, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON with a trailing newline."""
     path.write_text(json.dumps(obj, indent=indent) + "\n")
+
+
+def write_expected(path: pathlib.Path, expected: dict) -> None:
+    """Write ``samples/expected.json`` (sample file -> the pattern its answer must match), one sample a line."""
+    lines = [f"  {json.dumps(name)}: {json.dumps(pattern)}" for name, pattern in expected.items()]
+    path.write_text("{\n" + ",\n".join(lines) + "\n}\n")

@@ -1,31 +1,11 @@
-"""Throwaway servers for reliability runs: free ports, a temporary folder, always stopped."""
+"""Helpers of reliability runs on a throwaway server (``client.server.Server.throwaway``)."""
 
 from __future__ import annotations
-
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import psutil
 
 from client.api import TorchServeClient
-from client.server import Server, private_config
-
-STARTUP_TIMEOUT = 180  # s; two busy cores, a JVM and one Python worker per model
-
-
-@contextmanager
-def throwaway_server(model_store: Path, snapshots: bool = False) -> Iterator[Server]:
-    """A TorchServe on the project's settings with its own ports and state, stopped whatever happens."""
-    with tempfile.TemporaryDirectory(prefix="ts-reliability-") as tmp:
-        work = Path(tmp)
-        server = Server(private_config(work / "config.properties", model_store), model_store, work, work / "state")
-        try:
-            server.start(timeout=STARTUP_TIMEOUT, snapshots=snapshots)
-            yield server
-        finally:
-            server.stop()
+from client.server import Server
 
 
 def register_all(client: TorchServeClient, models: list[str], workers: int = 1) -> None:

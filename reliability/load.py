@@ -2,8 +2,7 @@
 
 ``run_load`` sends exactly ``total`` requests from ``concurrency`` threads (closed loop: a thread sends
 its next request when its previous answer arrives), taking the models in turn and each model's samples
-in turn. An
-error is an answer that is not 200 or differs from that sample's reference answer. The short form
+in turn. An error is an answer that is not 200 or differs from that sample's reference answer. The short form
 runs in the tests (tests/integration/test_load.py); the long form is `make soak`:
 
     python -m reliability.load --requests 5000 --concurrency 16
@@ -14,75 +13,47 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from client.answers import difference
 from client.api import TorchServeClient
+from client.load import LoadResult, latency_summary
+from client.server import Server
 from export.paths import MODEL_STORE, model_names
 from export.samples import Sample
 from export.spec import load_spec
-from reliability.harness import register_all, rss_mb, throwaway_server
+from reliability.harness import register_all, rss_mb
 
 TOLERANCE = 1e-4  # answers are rounded to 6 decimals; a batch of other sizes may move the last digit
-
-
-@dataclass(frozen=True)
-class Target:
-    """One request body the load cycles through."""
-
-    model: str
-    name: str  # "<model>/<sample file>", the key of its reference answer
-    body: bytes
-    content_type: str
-
-
-@dataclass
-class LoadResult:
-    """What a run held: counts, errors (with a few examples) and latency percentiles in ms, in all and
-    per model."""
-
-    requests: int
-    concurrency: int
-    seconds: float
-    errors: int
-    latency_ms: dict
-    latency_ms_by_model: dict
-    error_examples: list = field(default_factory=list)
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"rps": round(self.rps, 1)}
+Target = tuple[str, Sample]  # (model, one of its samples): a request body the load cycles through
 
 
 def sample_targets(models: list[str]) -> list[Target]:
     """Every committed sample of every model, in a stable order."""
-    targets = []
-    for model in models:
-        for path in load_spec(model).sample_paths():
-            sample = Sample.read(path)
-            targets.append(Target(model, f"{model}/{path.name}", sample.raw, sample.content_type))
-    return targets
+    return [(model, sample) for model in models for sample in load_spec(model).read_samples()]
 
 
-def first_answers(client: TorchServeClient, targets: list[Target]) -> dict[str, Any]:
+def key(target: Target) -> tuple[str, str]:
+    """(model, sample file name): what reference answers are keyed by."""
+    model, sample = target
+    return model, sample.path.name
+
+
+def first_answers(client: TorchServeClient, targets: list[Target]) -> dict[tuple[str, str], Any]:
     """Each target's answer from the server, one request at a time (also warms the workers up)."""
-    return {t.name: client.predict(t.model, t.body, t.content_type) for t in targets}
+    return {key(t): client.predict(t[0], t[1].raw, t[1].content_type) for t in targets}
 
 
 def run_load(
     client: TorchServeClient,
     targets: list[Target],
-    references: dict[str, Any],
+    references: dict[tuple[str, str], Any],
     total: int,
     concurrency: int,
     timeout: float = 30.0,
@@ -91,29 +62,25 @@ def run_load(
     url, token = client.inference_url, client.token("inference")
     by_model: dict[str, list[Target]] = {}
     for t in targets:
-        by_model.setdefault(t.model, []).append(t)
+        by_model.setdefault(t[0], []).append(t)
     models = list(by_model)
     counter, lock = itertools.count(), threading.Lock()
-    latencies: dict[str, list[float]] = {t.model: [] for t in targets}
-    failures: list[str] = []
+    latencies: dict[str, list[float]] = {m: [] for m in models}
+    failures: list[tuple[str, str]] = []  # (kind, what happened)
 
     def worker() -> None:
         session = requests.Session()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        while True:
-            with lock:
-                i = next(counter)
-            if i >= total:
-                return
+        while (i := _next(counter, lock)) < total:
             own = by_model[models[i % len(models)]]  # every model gets an equal share
             target = own[(i // len(models)) % len(own)]
             start = time.perf_counter()
-            failure = _send(session, f"{url}/predictions/{target.model}", target, headers, references, timeout)
+            failure = _send(session, f"{url}/predictions/{target[0]}", target[1], headers, references[key(target)])
             elapsed = time.perf_counter() - start
             with lock:
-                latencies[target.model].append(elapsed * 1000)
+                latencies[target[0]].append(elapsed * 1000)
                 if failure:
-                    failures.append(f"{target.name}: {failure}")
+                    failures.append((failure[0], f"{target[0]}/{target[1].path.name}: {failure[1]}"))
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     started = time.perf_counter()
@@ -122,52 +89,41 @@ def run_load(
     for t in threads:
         t.join()
     seconds = time.perf_counter() - started
-    every = sorted(ms for own in latencies.values() for ms in own)
-    by_model = {m: summarize(sorted(own)) for m, own in latencies.items() if own}
+    errors: dict[str, int] = {}
+    for kind, _ in failures:
+        errors[kind] = errors.get(kind, 0) + 1
     return LoadResult(
-        len(every), concurrency, round(seconds, 2), len(failures), summarize(every), by_model, failures[:5]
+        concurrency=concurrency,
+        requests=sum(map(len, latencies.values())),
+        seconds=round(seconds, 2),
+        errors=errors,
+        latency_ms=latency_summary([ms for own in latencies.values() for ms in own]),
+        latency_ms_by_model={m: latency_summary(own) for m, own in latencies.items() if own},
+        error_examples=[text for _, text in failures[:5]],
     )
 
 
-def summarize(ordered: list[float]) -> dict:
-    """How many, and p50, p90, p99 and max of ascending latencies in ms."""
-    percentiles = {f"p{q}": round(percentile(ordered, q), 2) for q in (50, 90, 99)}
-    return {"requests": len(ordered)} | percentiles | {"max": round(ordered[-1], 2)}
+def _next(counter: itertools.count, lock: threading.Lock) -> int:
+    with lock:
+        return next(counter)
 
 
-def _send(session, url: str, target: Target, headers: dict, references: dict, timeout: float) -> str | None:
-    """One request; None when the answer is 200 and matches the reference, else what was wrong."""
+def _send(session, url: str, sample: Sample, headers: dict, reference: Any) -> tuple[str, str] | None:
+    """One request; None when the answer is 200 and the same as the reference, else (kind, what was wrong)."""
     try:
         response = session.post(
-            url, data=target.body, headers=headers | {"Content-Type": target.content_type}, timeout=timeout
+            url, data=sample.raw, headers=headers | {"Content-Type": sample.content_type}, timeout=30
         )
     except requests.RequestException as err:
-        return f"{type(err).__name__}: {err}"
+        return "connection", f"{type(err).__name__}: {err}"
     if response.status_code != 200:
-        return f"status {response.status_code}: {response.text[:200]}"
+        return "status", f"status {response.status_code}: {response.text[:200]}"
     try:
         answer = response.json()
     except ValueError:
-        return f"not JSON: {response.text[:200]}"
-    if not close(answer, references[target.name]):
-        return f"answer {json.dumps(answer)[:200]} differs from the reference"
-    return None
-
-
-def close(got: Any, want: Any, tol: float = TOLERANCE) -> bool:
-    """Equal JSON structure, numbers within ``tol``."""
-    if isinstance(want, dict):
-        return isinstance(got, dict) and set(got) == set(want) and all(close(got[k], want[k], tol) for k in want)
-    if isinstance(want, list):
-        return isinstance(got, list) and len(got) == len(want) and all(map(close, got, want, [tol] * len(want)))
-    if isinstance(want, (int, float)) and not isinstance(want, bool):
-        return isinstance(got, (int, float)) and not isinstance(got, bool) and abs(got - want) <= tol
-    return got == want
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+        return "not json", response.text[:200]
+    found = difference(answer, reference, TOLERANCE, strict=True)
+    return None if found is None else ("answer", f"differs from the reference: {found}")
 
 
 def soak(requests_total: int, concurrency: int, model_store: Path = MODEL_STORE) -> dict:
@@ -176,7 +132,7 @@ def soak(requests_total: int, concurrency: int, model_store: Path = MODEL_STORE)
     missing = [m for m in models if not (model_store / f"{m}.mar").exists()]
     if missing:
         raise FileNotFoundError(f"no archive for {missing} in {model_store}: run `make archive`")
-    with throwaway_server(model_store) as server:
+    with Server.throwaway(model_store) as server:
         client = server.client()
         register_all(client, models)
         targets = sample_targets(models)
@@ -193,7 +149,7 @@ def summary(run: dict) -> str:
     before, after, growth = run["rss_mb_before"], run["rss_mb_after"], run["rss_mb_growth"]
     lines = [
         f"{run['requests']} requests at concurrency {run['concurrency']} in {run['seconds']} s "
-        f"({run['rps']} req/s): {run['errors']} errors",
+        f"({run['rps']} req/s): {run['error_count']} errors {run['errors'] or ''}",
         "latency ms: " + ", ".join(f"{k} {v}" for k, v in run["latency_ms"].items()),
         *(f"  {m}: {run['latency_ms_by_model'][m]}" for m in run["latency_ms_by_model"]),
         f"RSS MB frontend {before['frontend']} -> {after['frontend']} ({growth['frontend']:+}), "
@@ -214,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(run))
     if args.json:
         args.json.write_text(json.dumps(run, indent=2) + "\n")
-    return 1 if run["errors"] else 0
+    return 1 if run["error_count"] else 0
 
 
 if __name__ == "__main__":

@@ -9,18 +9,27 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
 from export.paths import ROOT
 from reliability.load import soak
-from reliability.record import ENV, read_records
+from reliability.record import (
+    ENV,
+    BadInput,
+    Load,
+    MixedBatch,
+    Outcome,
+    Record,
+    Restart,
+    Security,
+    WorkerCrash,
+    read_records,
+)
 
 DOC = ROOT / "docs" / "RELIABILITY.md"
 TESTS = [
@@ -55,9 +64,8 @@ LIMITS = """\
 """
 
 
-def run_tests(record_file: Path) -> tuple[int, str, float]:
-    """Run the reliability tests with recording on; (exit code, pytest's last line, seconds)."""
-    started = time.monotonic()
+def run_tests(record_file: Path) -> int:
+    """Run the reliability tests with recording on (they record their own outcome); pytest's exit code."""
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS],
         cwd=ROOT,
@@ -67,9 +75,17 @@ def run_tests(record_file: Path) -> tuple[int, str, float]:
         check=False,
     )
     print(done.stdout[-3000:], done.stderr[-2000:], sep="\n")
-    counts = re.findall(r"(\d+) (passed|failed|errors?)", done.stdout.splitlines()[-1] if done.stdout else "")
-    summary = ", ".join(f"{n} {what}" for n, what in counts) or f"pytest exited with {done.returncode}"
-    return done.returncode, summary, time.monotonic() - started
+    return done.returncode
+
+
+def outcome(records: list[Record], code: int) -> str:
+    """``N passed, M failed ... (S s)`` from the tests' own Outcome record."""
+    ran = [r for r in records if isinstance(r, Outcome)]
+    if not ran:
+        return f"no outcome recorded (pytest exited with {code})"
+    o = ran[-1]
+    counts = {"passed": o.passed, "failed": o.failed, "errors": o.errors, "skipped": o.skipped}
+    return ", ".join(f"{n} {what}" for what, n in counts.items() if n) + f" ({o.seconds:.0f} s)"
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -78,72 +94,66 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
-def bad_input_section(records: list[dict]) -> str:
-    models = list(dict.fromkeys(r["model"] for r in records))
-    cases = list(dict.fromkeys(r["case"] for r in records))
-    seen = {(r["case"], r["model"]): f"{r['status']} {r.get('type', '')}".strip() for r in records}
+def bad_input_section(records: list[BadInput]) -> str:
+    models = list(dict.fromkeys(r.model for r in records))
+    cases = list(dict.fromkeys(r.case for r in records))
+    seen = {(r.case, r.model): f"{r.status} {r.type}".strip() for r in records}
     rows = [[case, *(seen.get((case, m), "") for m in models)] for case in cases]
-    five = sum(1 for r in records if r["status"] >= 500)
+    five = sum(1 for r in records if r.status >= 500)
     return (
         f"## 1. Bad input, per model\n\n{len(records)} requests; {five} answered 5xx. Each case is followed by a good "
         "request that must succeed on the same worker PIDs (no restart).\n\n" + table(["case", *models], rows)
     )
 
 
-def mixed_section(records: list[dict]) -> str:
-    rows = [[r["model"], "; ".join(r["batches"]), " ".join(map(str, r["statuses"]))] for r in records]
+def mixed_section(records: list[MixedBatch]) -> str:
+    rows = [[r.model, "; ".join(r.batches), " ".join(map(str, r.statuses))] for r in records]
     return (
         "## 2. Good and bad requests in one batch\n\nbatchSize 8, maxBatchDelay 5000 ms, 8 requests sent at once; "
         "the batch line is the worker's own log line.\n\n" + table(["model", "batches in model_log", "statuses"], rows)
     )
 
 
-def crash_section(records: list[dict]) -> str:
+def crash_section(records: list[WorkerCrash]) -> str:
     rows = [
-        [
-            r["model"],
-            r["requests"],
-            f"{r['failed']} ({', '.join(map(str, r['statuses'])) or '-'})",
-            r["recovery_s"],
-            r["bound_s"],
-            r["workers_after"],
-        ]
+        [r.model, r.requests, f"{r.failed} ({', '.join(map(str, r.statuses)) or '-'})", r.recovery_s, r.bound_s]
+        + [r.workers_after]
         for r in records
     ]
     header = ["model", "requests sent", "failed (status)", "answered again after SIGKILL (s)", "bound (s)", "workers"]
     return "## 3. A worker killed with SIGKILL under load (4 clients)\n\n" + table(header, rows)
 
 
-def restart_section(records: list[dict]) -> str:
+def restart_section(records: list[Restart]) -> str:
     parts = []
     for r in records:
         rows = []
-        for model, before in r["before"].items():
-            after = r["after"].get(model, {"default": "missing", "versions": {}})
+        for model, before in r.before.items():
+            after = r.after.get(model, {"default": "missing", "versions": {}})
             for ver, (low, high, ready) in before["versions"].items():
                 got = after["versions"].get(ver)
                 shown = f"{got[0]}/{got[1]}/{got[2]}" if got else "missing"
                 rows.append([model, ver, f"{before['default']} / {after['default']}", f"{low}/{high}/{ready}", shown])
         header = ["model", "version", "default before / after", "min/max/ready before", "after"]
         parts.append(
-            f"Stop, then start from snapshot `{r['snapshot']}`: {r['seconds']} s until every worker was READY.\n\n"
+            f"Stop, then start from snapshot `{r.snapshot}`: {r.seconds} s until every worker was READY.\n\n"
             + table(header, rows)
         )
     return "## 4. Restart from the config snapshot\n\n" + "\n\n".join(parts)
 
 
-def load_section(records: list[dict]) -> str:
+def load_section(records: list[Load]) -> str:
     rows = []
     for r in records:
-        b, a = r["rss_mb_before"], r["rss_mb_after"]
-        lat = r["latency_ms"]
+        b, a = r.rss_mb_before, r.rss_mb_after
+        lat = r.latency_ms
         rows.append(
             [
-                r["kind"],
-                r["requests"],
-                r["concurrency"],
-                r["errors"],
-                r["rps"],
+                r.kind,
+                r.requests,
+                r.concurrency,
+                r.error_count,
+                r.rps,
                 lat["p50"],
                 lat["p99"],
                 lat["max"],
@@ -153,9 +163,9 @@ def load_section(records: list[dict]) -> str:
         )
     header = "run|requests|concurrency|errors|req/s|p50 ms|p99 ms|max ms|frontend RSS MB|workers RSS MB".split("|")
     per_model = [
-        [r["kind"], model, lat["requests"], lat["p50"], lat["p90"], lat["p99"], lat["max"]]
+        [r.kind, model, lat["requests"], lat["p50"], lat["p90"], lat["p99"], lat["max"]]
         for r in records
-        for model, lat in r["latency_ms_by_model"].items()
+        for model, lat in r.latency_ms_by_model.items()
     ]
     return (
         "## 5. Load on loopback (all models in turn, every sample, each answer checked)\n\n"
@@ -165,31 +175,31 @@ def load_section(records: list[dict]) -> str:
     )
 
 
-def security_section(records: list[dict]) -> str:
-    rows = [[r["check"], r.get("expected", ""), r.get("seen", "")] for r in records]
+def security_section(records: list[Security]) -> str:
+    rows = [[r.check, r.expected, r.seen] for r in records]
     return "## 6. Locked down\n\n" + table(["check", "expected", "seen"], rows)
 
 
 SECTIONS = [
-    ("bad_input", bad_input_section),
-    ("mixed_batch", mixed_section),
-    ("worker_crash", crash_section),
-    ("restart", restart_section),
-    ("load", load_section),
-    ("security", security_section),
+    (BadInput, bad_input_section),
+    (MixedBatch, mixed_section),
+    (WorkerCrash, crash_section),
+    (Restart, restart_section),
+    (Load, load_section),
+    (Security, security_section),
 ]
 
 
-def render(records: list[dict], tests: str, seconds: float) -> str:
+def render(records: list[Record], tests: str) -> str:
     """The whole document."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = (
         "# Reliability record\n\n"
         f"Generated by `make reliability` on {stamp}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"torch {version('torch')}, torchserve {version('torchserve')}. Reliability tests: {tests} "
-        f"({seconds:.0f} s). Regenerate with `make reliability`; the long load alone is `make soak`."
+        f"torch {version('torch')}, torchserve {version('torchserve')}. Reliability tests: {tests}. "
+        "Regenerate with `make reliability`; the long load alone is `make soak`."
     )
-    body = [fn([r for r in records if r["section"] == key]) for key, fn in SECTIONS]
+    body = [fn([r for r in records if isinstance(r, kind)]) for kind, fn in SECTIONS]
     return "\n\n".join([head, *body, LIMITS])
 
 
@@ -202,15 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         record_file = Path(tmp) / "record.jsonl"
-        code, tests, seconds = run_tests(record_file)
+        code = run_tests(record_file)
         records = read_records(record_file)
     soak_errors = 0
     if not args.no_soak:
         run = soak(args.requests, args.concurrency)
-        records.append({"section": "load", "kind": "soak (make soak)", **run})
-        soak_errors = run["errors"]
+        records.append(Load(kind="soak (make soak)", **run))
+        soak_errors = run["error_count"]
     DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(render(records, tests, seconds) + "\n")
+    DOC.write_text(render(records, outcome(records, code)) + "\n")
     print(f"wrote {DOC.relative_to(ROOT)}")
     return 1 if code or soak_errors else 0
 

@@ -8,6 +8,7 @@ under their served names (``digits_onnx``): built only by the tests that ask for
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from export.archive import build_archive
 from export.build import export_model
 from export.paths import DEFAULT_FORMAT, model_names, served_name
 from export.spec import load_spec
+from reliability.record import record
 from tests.support import unpack
 
 MODELS = model_names()
@@ -31,6 +33,20 @@ def pytest_collection_modifyitems(config, items):
         for marker in ("unit", "integration"):
             if marker in parts:
                 item.add_marker(getattr(pytest.mark, marker))
+
+
+STARTED = pytest.StashKey[float]()
+
+
+def pytest_sessionstart(session):
+    session.config.stash[STARTED] = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The run's outcome as a reliability record (written only when `make reliability` asks)."""
+    counts = {k: len(terminalreporter.stats.get(k, [])) for k in ("passed", "failed", "error", "skipped")}
+    seconds = round(time.monotonic() - config.stash[STARTED], 1)
+    record("tests", **{"errors" if k == "error" else k: n for k, n in counts.items()}, seconds=seconds)
 
 
 @pytest.fixture(scope="session")

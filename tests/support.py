@@ -1,5 +1,5 @@
-"""Helpers the tests share: requests as TorchServe hands them to a handler, and the reference
-(in-process, eager) answer for a sample."""
+"""Helpers the tests share: requests as TorchServe hands them to a handler, the reference
+(in-process, eager) answer for a sample, and each model's expected answers (samples/expected.json)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import yaml
 from ts.context import Context
 from ts.service import Service
 
+from client.answers import difference
+from client.answers import matches as matches  # the contract's name for tests: tests.support.matches
 from export.samples import Sample, torchserve_value
 from export.spec import load_spec
 
@@ -53,15 +55,37 @@ def run_handler(handler, model_dir: Path, bodies: list[tuple[bytes, str]], name:
 
 
 def samples(model: str) -> list[Sample]:
-    """The committed samples of a model, as listed by its spec."""
-    return [Sample.read(p) for p in load_spec(model).sample_paths()]
+    """The committed samples of a model, as listed by its spec (with the spec's content types)."""
+    return load_spec(model).read_samples()
 
 
-def expected_outputs(model: str) -> dict:
-    """Per sample file: the label (digits) or anomaly flag (sensor_anomaly) it must get."""
-    folder = load_spec(model).folder / "samples"
-    path = folder / ("labels.json" if model == "digits" else "expected.json")
-    return {k: v for k, v in json.loads(path.read_text()).items() if k != "note"}
+def expected_answers(model: str) -> dict:
+    """``samples/expected.json`` of a model: sample file name -> the pattern its answer must match
+    (see ``client.answers.matches``); empty when the model has none."""
+    path = load_spec(model).folder / "samples" / "expected.json"
+    answers = json.loads(path.read_text()) if path.exists() else {}
+    return {name: pattern for name, pattern in answers.items() if name != "note"}
+
+
+expected_outputs = expected_answers  # the old name, until every test file uses the new one
+
+
+def checked_samples(model: str) -> list[tuple[Sample, object]]:
+    """(sample, the pattern its answer must match) for every sample listed in samples/expected.json."""
+    expected = expected_answers(model)
+    assert expected, f"{model}: no samples/expected.json"
+    return [(s, expected[s.path.name]) for s in samples(model) if s.path.name in expected]
+
+
+def tolerance(model: str) -> dict:
+    """The spec's ``{"atol", "rtol"}``: how close numbers must be, in every comparison."""
+    return load_spec(model).tolerance
+
+
+def assert_matches(answer, pattern, tol=None, where: str = "answer") -> None:
+    """``answer`` has everything ``pattern`` says (``client.answers.matches``), numbers within ``tol``."""
+    found = difference(answer, pattern, tol, where=where)
+    assert found is None, found
 
 
 @functools.cache
@@ -83,7 +107,7 @@ def random_inputs(model: str) -> tuple[torch.Tensor, ...]:
     their typical values, or token ids with an attention mask whose rows have random lengths."""
     spec = load_spec(model)
     generator = torch.Generator().manual_seed(0)
-    sizes = [[e["dims"][d]["max"] if isinstance(d, str) else d for d in e["shape"]] for e in spec.inputs]
+    sizes = [[e.bounds(d)[1] if isinstance(d, str) else d for d in e.shape] for e in spec.inputs]
     if model == "text_embedder":
         ids = torch.randint(1000, 29000, sizes[0], generator=generator)
         lengths = torch.randint(2, sizes[0][1] + 1, (sizes[0][0],), generator=generator)
@@ -95,20 +119,10 @@ def random_inputs(model: str) -> tuple[torch.Tensor, ...]:
     return (x,)
 
 
-def assert_same_answer(got, want, tol: float = 1e-5, where: str = "answer") -> None:
-    """Equal JSON structure; numbers equal within ``tol`` (the export tolerance)."""
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and set(got) == set(want), f"{where}: {got!r} != {want!r}"
-        for key in want:
-            assert_same_answer(got[key], want[key], tol, f"{where}.{key}")
-    elif isinstance(want, list):
-        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got!r} != {want!r}"
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            assert_same_answer(g, w, tol, f"{where}[{i}]")
-    elif isinstance(want, bool) or not isinstance(want, (int, float)):
-        assert got == want, f"{where}: {got!r} != {want!r}"
-    else:
-        assert abs(got - want) <= tol, f"{where}: {got} != {want} (tolerance {tol})"
+def assert_same_answer(got, want, tol=1e-5, where: str = "answer") -> None:
+    """Equal JSON structure; numbers equal within ``tol`` (a float, or a spec's ``{"atol", "rtol"}``)."""
+    found = difference(got, want, tol, strict=True, where=where)
+    assert found is None, found
 
 
 def load_handlers(folders: dict[str, Path], names: dict[str, str] | None = None) -> dict:

@@ -1,7 +1,8 @@
 """Small CNN for scikit-learn's 8x8 handwritten digits.
 
-This file is shipped to the server, so it depends on torch only (never on
-scikit-learn). Inputs are already normalized; see ``normalization.json``.
+Export builds the eager model from here (``build``); the server loads only the exported artifact.
+It depends on torch only (training needs scikit-learn, this does not). Inputs are already
+normalized; see ``normalization.json``.
 """
 
 import pathlib

@@ -19,12 +19,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from models.training import parse_training_args, seed_everything, write_json
-
-try:
-    from models.digits.model import DigitsCNN
-except ModuleNotFoundError:  # Run as a script: python models/digits/train.py
-    from model import DigitsCNN
+from models.digits.model import DigitsCNN
+from models.training import parse_training_args, seed_everything, write_expected, write_json
 
 SCALE = 255  # Pixels are stored as 8-bit PNGs, exactly as the server reads them.
 RAW_MAX = 16  # load_digits values are integers in 0..16.
@@ -75,14 +71,14 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed:
 
 
 def write_samples(folder: pathlib.Path, pixels: np.ndarray, labels: np.ndarray, correct: np.ndarray) -> None:
-    """Writes ``0.png``..``9.png``, ``digit.json`` and ``labels.json``.
+    """Writes ``0.png``..``9.png``, ``digit.json`` and ``expected.json`` (each answer starts with the true label).
 
     Each PNG is the first held-out image of its class that the model gets
     right; ``digit.json`` is the first other correctly classified one.
     """
     folder.mkdir(parents=True, exist_ok=True)
     used: set[int] = set()
-    label_map: dict[str, int | str] = {}
+    label_map: dict[str, int] = {}
     for digit in range(10):
         i = int(np.flatnonzero((labels == digit) & correct)[0])
         used.add(i)
@@ -93,8 +89,9 @@ def write_samples(folder: pathlib.Path, pixels: np.ndarray, labels: np.ndarray, 
     image = {"image": pixels[j].astype(int).tolist()}
     (folder / "digit.json").write_text(json.dumps(image) + "\n")
     label_map["digit.json"] = int(labels[j])
-    label_map["note"] = "held-out test images, never seen in training"
-    (folder / "labels.json").write_text(json.dumps(label_map, indent=2) + "\n")
+    note = "held-out test images, never seen in training; each answer's top-k list starts with the true label"
+    expected = {"note": note} | {name: [{"label": label}] for name, label in label_map.items()}
+    write_expected(folder / "expected.json", expected)
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """1-D convolutional autoencoder that scores windows of sensor readings.
 
-This file is shipped to the server, so it depends on torch only. The model
-takes raw readings and normalizes them itself with buffers saved in the
+Export builds the eager model from here (``build``); the server loads only the exported artifact.
+It depends on torch only. The model takes raw readings and normalizes them itself with buffers saved in the
 state_dict, so a client sends sensor values in their own units.
 """
 

@@ -17,14 +17,9 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from models.training import parse_training_args, seed_everything, write_json
-
-try:
-    from models.sensor_anomaly.data import CHANNELS, FAULTS, healthy_windows, inject_fault
-    from models.sensor_anomaly.model import MIN_LENGTH, SensorAutoencoder, anomaly_score
-except ModuleNotFoundError:  # Run as a script: python models/sensor_anomaly/train.py
-    from data import CHANNELS, FAULTS, healthy_windows, inject_fault
-    from model import MIN_LENGTH, SensorAutoencoder, anomaly_score
+from models.sensor_anomaly.data import CHANNELS, FAULTS, healthy_windows, inject_fault
+from models.sensor_anomaly.model import MIN_LENGTH, SensorAutoencoder, anomaly_score
+from models.training import parse_training_args, seed_everything, write_expected, write_json
 
 WINDOW_LENGTH = 64
 N_TRAIN = 8192
@@ -157,7 +152,8 @@ def write_samples(folder: pathlib.Path, chosen: dict[str, np.ndarray]) -> dict[s
     rows = [",".join(f"{v:.4f}" for v in row) for row in chosen["healthy"]]
     (folder / "healthy.csv").write_text("\n".join([",".join(CHANNELS), *rows]) + "\n")
     expected["healthy.csv"] = False
-    write_json(folder / "expected.json", expected)
+    verdicts = {name: {"anomaly": anomalous} for name, anomalous in expected.items()}
+    write_expected(folder / "expected.json", {"note": "the verdict each window must get"} | verdicts)
     return expected
 
 

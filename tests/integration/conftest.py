@@ -1,27 +1,22 @@
-"""A real TorchServe for the integration tests: free ports, its own TMPDIR and logs, a startup
-timeout, always stopped. Fixtures chain: model store -> running server -> registered models."""
+"""A real TorchServe for the integration tests (``Server.throwaway``: free ports, its own TMPDIR and
+logs, always stopped), and the answers it must give. Fixtures chain: model store -> running server
+-> registered models."""
 
 from __future__ import annotations
 
 import pytest
 
 from client.api import TorchServeClient, TorchServeError
-from client.server import Server, private_config
+from client.server import Server
 from tests.conftest import MODELS
-
-STARTUP_TIMEOUT = 180  # s; two cores, a JVM and one Python worker per model
+from tests.integration.reliability_support import InProcess
 
 
 @pytest.fixture(scope="session")
 def server(model_store, tmp_path_factory):
     """A running TorchServe on the session's model store; stopped whatever happens."""
-    work = tmp_path_factory.mktemp("torchserve")
-    srv = Server(private_config(work / "config.properties", model_store), model_store, work, work / "state")
-    try:
-        srv.start(timeout=STARTUP_TIMEOUT, snapshots=False)
-        yield srv
-    finally:
-        srv.stop()
+    with Server.throwaway(model_store, tmp_path_factory.mktemp("torchserve")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +36,9 @@ def registered(client):
             client.unregister(name)
         except TorchServeError:
             pass  # a test already removed it
+
+
+@pytest.fixture(scope="session")
+def reference(unpacked) -> InProcess:
+    """The answers the server must give: each model's handler and eager model, in this process."""
+    return InProcess(unpacked)

@@ -55,12 +55,10 @@ def worker_pids(client: TorchServeClient, model: str, version: str | None = None
 
 
 def register_as(server: Server, client: TorchServeClient, archive: str, name: str, **params) -> dict:
-    """Register ``archive`` under the model name ``name`` with extra management parameters
-    (``batch_size``, ``max_batch_delay``, ...); returns the JSON answer, raises on an error status."""
-    query = {"url": archive, "model_name": name, "initial_workers": 1, "synchronous": "true"} | params
-    response = call(server, client, "/models", api="management", params=query)
-    assert response.status_code == 200, response.text
-    return response.json()
+    """Register ``archive`` under the model name ``name``, one worker, with extra management parameters
+    (``batch_size``, ``max_batch_delay``, ...); raises TorchServeError on an error status. (``server``:
+    unused, kept for the callers.)"""
+    return client.register(archive, initial_workers=1, model_name=name, **params)
 
 
 def model_log(server: Server) -> str:

@@ -4,19 +4,16 @@ equal to the in-process model's; latency and memory are printed and recorded, no
 from __future__ import annotations
 
 from reliability.harness import rss_mb
-from reliability.load import run_load, sample_targets
+from reliability.load import key, run_load, sample_targets
 from reliability.record import record
 from tests.conftest import MODELS
-from tests.integration.reliability_support import InProcess
-from tests.support import samples
 
 REQUESTS, CONCURRENCY = 300, 8
 
 
-def test_short_load_has_no_errors(server, client, registered, unpacked):
-    reference = InProcess(unpacked)
-    references = {f"{m}/{s.path.name}": reference.answer(m, s) for m in MODELS for s in samples(m)}
+def test_short_load_has_no_errors(server, client, registered, reference):
     targets = sample_targets(MODELS)
+    references = {key(t): reference.answer(*t) for t in targets}
     before = rss_mb(server)
     result = run_load(client, targets, references, REQUESTS, CONCURRENCY)
     after = rss_mb(server)
@@ -24,7 +21,7 @@ def test_short_load_has_no_errors(server, client, registered, unpacked):
     record("load", kind="short (make test)", **run)
     print(f"\n{REQUESTS} requests at concurrency {CONCURRENCY}: {run['latency_ms']} ms, {run['rps']} req/s")
     print(f"RSS MB {before} -> {after}")
-    assert result.errors == 0, result.error_examples
+    assert result.error_count == 0, result.error_examples
     by_model = {m: lat["requests"] for m, lat in result.latency_ms_by_model.items()}
     share = REQUESTS / len(MODELS)  # the models take turns
     assert result.requests == REQUESTS and set(by_model) == set(MODELS), by_model

@@ -1,0 +1,194 @@
+"""Readiness, liveness and warm-up of a TorchServe, for probes that hold no token.
+
+Usage: ``python -m client.health ready|live|warmup [--config FILE] [--timeout S]`` (exit 0 = yes).
+
+- ``live``: the frontend answers HTTP at all (any status: /ping says 500 while a worker restarts and
+  400 without a token, and neither is a reason to restart the server).
+- ``warmup``: wait for each registered model's workers, send it the samples its own archive carries,
+  and record that in a state file tied to this frontend process (its pid and start time), so a
+  restart starts cold again. Prints time-to-ready per model.
+- ``ready``: every registered model (every version) has at least its minWorkers workers, all READY
+  (at least one), and has been warmed up since this frontend started.
+
+The probe runs beside the server (same machine, container or pod) and reads the addresses from the
+server's config.properties (``--config``, else $TS_CONFIG_FILE, else ./config.properties), with TS_*
+address variables applied as TorchServe applies them, and the key from key_file.json when tokens are on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psutil
+import requests
+
+from client.api import TorchServeClient, TorchServeError, read_properties
+from client.samples import archive_samples
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def server_config(config: Path | None = None) -> dict[str, str]:
+    """The server's settings: its config file, then TS_* overrides when it honours them."""
+    path = config or Path(os.environ.get("TS_CONFIG_FILE", "config.properties"))
+    props = read_properties(path)
+    if props.get("enable_envvars_config") == "true":
+        for key in ("inference_address", "management_address", "model_store"):
+            props[key] = os.environ.get(f"TS_{key.upper()}", props.get(key, ""))
+    return props
+
+
+def local_url(address: str) -> str:
+    """An address to call from beside the server (0.0.0.0 means any interface: use loopback)."""
+    return address.replace("://0.0.0.0", "://127.0.0.1")
+
+
+def client_for(props: dict[str, str], key_file: Path, timeout: float = PROBE_TIMEOUT_S) -> TorchServeClient:
+    keys = key_file if props.get("disable_token_authorization") != "true" else None
+    return TorchServeClient(
+        local_url(props["inference_address"]), local_url(props["management_address"]), keys, timeout=timeout
+    )
+
+
+def frontend_identity(management_url: str) -> str | None:
+    """``<pid>:<start time>`` of the process listening on the management port; None if not found."""
+    port = urlsplit(management_url).port
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            return f"{conn.pid}:{psutil.Process(conn.pid).create_time():.2f}"
+    return None
+
+
+def state_file(management_url: str) -> Path:
+    """Where warm-up records what it did ($KIT_HEALTH_STATE, else one file per management port in TMPDIR)."""
+    default = Path(tempfile.gettempdir()) / f"torchserve-kit-warm-{urlsplit(management_url).port}.json"
+    return Path(os.environ.get("KIT_HEALTH_STATE", default))
+
+
+def warmed(path: Path, identity: str | None) -> dict:
+    """The models warmed up since this frontend started: ``{"model/version": record}``."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return state.get("models", {}) if identity and state.get("frontend") == identity else {}
+
+
+def versions(ts: TorchServeClient) -> list[dict]:
+    """Every version of every registered model, as the management API describes it."""
+    return [d for m in ts.list_models() for d in ts.describe(m["modelName"], "all")]
+
+
+def workers_ready(description: dict) -> bool:
+    """At least minWorkers workers (and at least one), every one READY."""
+    workers = description["workers"]
+    return len(workers) >= max(1, description["minWorkers"]) and all(w["status"] == "READY" for w in workers)
+
+
+def readiness(ts: TorchServeClient, state: Path) -> list[str]:
+    """Why the server is not ready (empty: it is)."""
+    identity = frontend_identity(ts.management_url)
+    done = warmed(state, identity)
+    described = versions(ts)
+    if not described:
+        return ["no model registered"]
+    reasons = []
+    for d in described:
+        name = f"{d['modelName']}/{d['modelVersion']}"
+        if not workers_ready(d):
+            states = [w["status"] for w in d["workers"]]
+            reasons.append(f"{name}: workers {states}, need {max(1, d['minWorkers'])} READY")
+        elif name not in done:
+            reasons.append(f"{name}: not warmed up since this server started")
+    return reasons
+
+
+def liveness(ts: TorchServeClient) -> list[str]:
+    """Why the frontend is not live (empty: it answers HTTP)."""
+    try:
+        ts.session.get(f"{ts.inference_url}/ping", timeout=ts.timeout)  # the session ignores proxies
+    except requests.RequestException as err:
+        return [f"inference port does not answer: {err.__class__.__name__}"]
+    return []
+
+
+def warm_one(ts: TorchServeClient, d: dict, store: Path) -> dict:
+    """Send one model version every sample in its archive; returns what it took."""
+    samples = archive_samples(store / d["modelUrl"])
+    if not samples:
+        raise TorchServeError(0, "its archive has no samples/ to warm up with", f"warm up {d['modelName']}")
+    started = time.monotonic()
+    for _name, body, content_type in samples:
+        ts.predict(d["modelName"], body, content_type, d["modelVersion"])
+    return {"samples": len(samples), "warmup_s": round(time.monotonic() - started, 3)}
+
+
+def warmup(ts: TorchServeClient, store: Path, state: Path, timeout: float) -> dict:
+    """Warm every registered model version once its workers are READY; record and return the results."""
+    deadline = time.monotonic() + timeout
+    identity, started = None, None
+    while identity is None and time.monotonic() < deadline:  # the frontend may still be starting
+        identity = frontend_identity(ts.management_url)
+        time.sleep(0 if identity else 0.5)
+    if identity is None:
+        raise TimeoutError(f"no server listens on {ts.management_url}")
+    started = float(identity.split(":")[1])
+    done = warmed(state, identity)
+    while True:
+        try:
+            pending = [d for d in versions(ts) if f"{d['modelName']}/{d['modelVersion']}" not in done]
+        except (requests.RequestException, TorchServeError):
+            pending = None  # the management API is not up yet
+        if pending == []:
+            return done
+        for d in pending or []:
+            if workers_ready(d):
+                record = warm_one(ts, d, store) | {"ready_after_start_s": round(time.time() - started, 2)}
+                done[f"{d['modelName']}/{d['modelVersion']}"] = record
+                write_state(state, identity, done)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not every model was ready within {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def write_state(path: Path, identity: str, models: dict) -> None:
+    """Replace the state file in one step (a probe may read it at any moment)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"frontend": identity, "models": models}, indent=2))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 when the answer is yes; say why not on stderr."""
+    p = argparse.ArgumentParser(prog="python -m client.health", description="Probes for TorchServe (no token needed).")
+    p.add_argument("check", choices=("ready", "live", "warmup"))
+    p.add_argument("--config", type=Path, help="the server's config (default: $TS_CONFIG_FILE or ./config.properties)")
+    p.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="when tokens are on (default: ./)")
+    p.add_argument("--timeout", type=float, default=300.0, help="warmup: seconds to wait for workers (default: 300)")
+    args = p.parse_args(argv)
+    props = server_config(args.config)
+    ts = client_for(props, args.key_file, timeout=PROBE_TIMEOUT_S if args.check != "warmup" else 120.0)
+    state = state_file(ts.management_url)
+    try:
+        if args.check == "warmup":
+            store = Path(props.get("model_store", "model_store"))
+            print(json.dumps(warmup(ts, store, state, args.timeout), indent=2))
+            return 0
+        reasons = liveness(ts) if args.check == "live" else readiness(ts, state)
+    except (requests.RequestException, TorchServeError, TimeoutError, OSError, KeyError) as err:
+        reasons = [f"{err.__class__.__name__}: {err}"]
+    for reason in reasons:
+        print(f"not {args.check}: {reason}", file=sys.stderr)
+    return 1 if reasons else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
