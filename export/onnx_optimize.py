@@ -75,10 +75,13 @@ def _onnxscript_fusions(source: Path, target: Path) -> None:
 def _ort_optimizer(source: Path, target: Path) -> None:
     from onnxruntime.transformers import optimizer
 
-    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)  # shape-inference chatter
     # opt_level 0: only the Python fusions; the serving session applies ORT's own graph
     # optimizations when it loads the file (handlers/artifact.py).
-    model = optimizer.optimize_model(str(source), model_type="bert", opt_level=0, use_gpu=False)
+    logging.disable(logging.WARNING)  # its modules log as top-level names ("symbolic shape inference ...")
+    try:
+        model = optimizer.optimize_model(str(source), model_type="bert", opt_level=0, use_gpu=False)
+    finally:
+        logging.disable(logging.NOTSET)
     model.save_model_to_file(str(target))
 
 
