@@ -53,9 +53,10 @@ class OnnxModel:
         self.session = session
         self.input_names = [i.name for i in session.get_inputs()]
 
-    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         feeds = {n: t.detach().contiguous().numpy() for n, t in zip(self.input_names, tensors, strict=True)}
-        return torch.from_numpy(self.session.run(None, feeds)[0])
+        outputs = tuple(torch.from_numpy(o) for o in self.session.run(None, feeds))
+        return outputs[0] if len(outputs) == 1 else outputs
 
 
 def _load_onnx(path: Path, manifest: dict, threads: int) -> Callable:
@@ -88,11 +89,32 @@ def _load_aoti(path: Path, manifest: dict, threads: int) -> Callable:
     return torch._inductor.aoti_load_package(str(path))
 
 
+def _load_exported(path: Path, manifest: dict, threads: int) -> Callable:
+    # A torch.export ExportedProgram (.pt2 from torch.export.save): its constants are baked in.
+    return torch.export.load(str(path)).module()
+
+
+class WithConstants:
+    """A loaded artifact called with the manifest's ``call_constants`` as keyword arguments, so a
+    handler calls ``model(*tensors)`` whatever non-tensor arguments its ``forward`` takes. Other
+    attributes (e.g. a ``reset`` method) are the artifact's own."""
+
+    def __init__(self, model: Callable, constants: dict):
+        self.model, self.constants = model, dict(constants)
+
+    def __call__(self, *tensors: torch.Tensor):
+        return self.model(*tensors, **self.constants)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
 # Format name (as in the manifest) -> loader(path, manifest, threads). Handlers do not change.
 LOADERS: dict[str, Callable[[Path, dict, int], Callable]] = {
     "torchscript": _load_torchscript,
     "onnx": _load_onnx,
     "aoti": _load_aoti,
+    "exported": _load_exported,
 }
 
 
@@ -101,7 +123,9 @@ def open_artifact(path: Path, manifest: dict, threads: int | None = None) -> Cal
     fmt = manifest["format"]
     if fmt not in LOADERS:
         raise ValueError(f"{manifest['name']}: unknown artifact format {fmt!r}; known: {sorted(LOADERS)}")
-    return LOADERS[fmt](Path(path), manifest, threads or torch.get_num_threads())
+    model = LOADERS[fmt](Path(path), manifest, threads or torch.get_num_threads())
+    constants = manifest.get("call_constants")
+    return WithConstants(model, constants) if constants else model
 
 
 def load_artifact(folder: Path, manifest: dict, threads: int | None = None) -> Callable:
@@ -145,6 +169,16 @@ class InputSpec:
         """(min, max) of a named dimension; max is None when unbounded."""
         bounds = self.dims.get(dim, {})
         return bounds.get("min", 1), bounds.get("max")
+
+    def max_elements(self, unbounded: int) -> int:
+        """The most elements a tensor of this spec holds (``unbounded`` if a dimension has no maximum)."""
+        count = 1
+        for size in self.shape:
+            most = size if isinstance(size, int) else self.bounds(size)[1]
+            if most is None:
+                return unbounded
+            count *= most
+        return count
 
     def describe(self) -> str:
         """The spec as users read it: ``float32 tensor of shape [batch, 1, 8, 8]``."""
