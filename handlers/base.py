@@ -44,6 +44,7 @@ class ManifestHandler:
     and names its answers' fields with their v2 datatypes in ``v2_outputs``.
     """
 
+    v2_inputs: tuple[str, ...] = ()  # names of the v2 input tensors (default: the manifest's inputs)
     v2_outputs: dict[str, str] = {}  # answer field -> v2 datatype (the v2 outputs, in order)
 
     def __init__(self):
@@ -72,7 +73,8 @@ class ManifestHandler:
         self.empty_hint = f"{SEND_A_BODY}: {hint}" if hint else SEND_A_BODY
         # A stateful model (reset before each request) or one whose batches differ from single calls.
         self.one_per_call = bool(manifest.get("reset")) or manifest.get("batching", True) is False
-        self.v2_limits = oip.Limits(len(self.input_specs), self.max_elements(), self.max_instances())
+        self.v2_inputs = self.v2_inputs or tuple(s.name for s in self.input_specs)
+        self.v2_limits = oip.Limits(len(self.v2_inputs), self.max_elements(), self.max_instances())
 
     def handle(self, data: list[dict], context) -> list:
         """TorchServe's entry point: one answer per request, in order."""
@@ -223,8 +225,8 @@ class ManifestHandler:
 
     def v2_input(self, request: oip.V2Request, name: str) -> oip.V2Tensor:
         """The request's input ``name`` (several named inputs map to the model's inputs by name)."""
-        if name not in request.inputs:
-            raise InvalidInput(f"expected an input tensor named {name!r}; got {len(request.inputs)} other(s)")
+        if name not in request.inputs or len(request.inputs) > len(self.v2_inputs):
+            raise InvalidInput(f"expected the input tensor(s) {list(self.v2_inputs)}; got {len(request.inputs)} other(s)")
         return request.inputs[name]
 
 

@@ -25,6 +25,7 @@ class DigitsClassifier(ManifestHandler):
     ``image``, FP32 ``[n, 8, 8]`` pixels or BYTES ``[n]`` PNG/JPEG files; outputs ``label``/``probability`` ``[n, k]``.
     """
 
+    v2_inputs = ("image",)
     v2_outputs = {"label": "INT64", "probability": "FP32"}
 
     size = (8, 8)

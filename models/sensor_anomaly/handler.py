@@ -24,6 +24,7 @@ class SensorAnomalyDetector(ManifestHandler):
     ``[n, 64, 4]`` or BYTES ``[n]`` CSV texts; per_channel_error is FP32 ``[n, 4]`` in channel order.
     """
 
+    v2_inputs = ("window",)
     v2_outputs = {"score": "FP32", "threshold": "FP32", "anomaly": "BOOL", "per_channel_error": "FP32"}
 
     csv_types = ("text/csv", "text/plain")

@@ -23,6 +23,7 @@ class TextEmbedder(ManifestHandler):
     v2: an input ``text``, BYTES ``[n]`` (UTF-8); ``note`` is BYTES holding JSON (a string or null).
     """
 
+    v2_inputs = ("text",)
     v2_outputs = {"embedding": "FP32", "dimension": "INT64", "tokens": "INT64", "truncated": "BOOL", "note": "BYTES"}
 
     expected = 'a JSON object {"text": "..."} or {"texts": ["...", ...]}, or a text/plain body'
