@@ -169,3 +169,14 @@ soak: archive
 ## reliability: run the reliability tests and the soak, and rewrite docs/RELIABILITY.md from what they saw (~5 min)
 reliability: archive
 	$(PY) -m reliability.report --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY)
+
+# --- Fuzzing (tests/unit/test_fuzz.py) ----------------------------------------------------------
+# `make test` runs a short, fixed fuzz budget (KIT_FUZZ=quick, 25 examples per model and path);
+# this runs a long random one, replays the regression corpus, and prints the examples per model
+# and path with the worst time and memory per request. FUZZ_EXAMPLES overrides the count.
+FUZZ_EXAMPLES ?= 1500
+.PHONY: fuzz
+
+## fuzz: fuzz every model's handler on every path for minutes; failures land in tests/fuzz_corpus/
+fuzz: venv
+	KIT_FUZZ=long KIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/unit/test_fuzz.py tests/unit/test_fuzz_corpus.py $(PYTEST_ARGS)

@@ -68,7 +68,7 @@ def json_field(doc: Any, names: tuple[str, ...], expected: str) -> tuple[str, An
             if name in doc:
                 return name, doc[name]
     keys = " or ".join(f'"{n}"' for n in names)
-    got = f"keys {excerpt(list(doc)[:5])}" if isinstance(doc, dict) else f"JSON {json_kind(doc)}"
+    got = f"keys {excerpt(list(doc)[:5])}" if isinstance(doc, dict) else json_kind(doc)
     raise MalformedRequest(f"expected a JSON object with {keys} ({expected}), got {got}")
 
 

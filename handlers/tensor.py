@@ -37,7 +37,7 @@ class TensorHandler(ManifestHandler):
         else:  # the short form of a one-input model: {<its name>: nested list}
             values = doc if isinstance(doc, dict) and len(names) == 1 else None
         if not isinstance(values, dict) or set(values) != names:
-            got = f"keys {excerpt(list(values)[:5])}" if isinstance(values, dict) else f"JSON {json_kind(doc)}"
+            got = f"keys {excerpt(list(values)[:5])}" if isinstance(values, dict) else json_kind(doc)
             raise MalformedRequest(f"expected {self.example()}; got {got}")
         forms = {nested_rank(values[s.name]) == len(s.shape) - 1 for s in self.input_specs}
         if len(forms) != 1:
