@@ -226,7 +226,9 @@ class ManifestHandler:
     def v2_input(self, request: oip.V2Request, name: str) -> oip.V2Tensor:
         """The request's input ``name`` (several named inputs map to the model's inputs by name)."""
         if name not in request.inputs or len(request.inputs) > len(self.v2_inputs):
-            raise InvalidInput(f"expected the input tensor(s) {list(self.v2_inputs)}; got {len(request.inputs)} other(s)")
+            raise InvalidInput(
+                f"expected the input tensor(s) {list(self.v2_inputs)}; got {len(request.inputs)} other(s)"
+            )
         return request.inputs[name]
 
 

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from ts.context import Context
 from ts.service import Service
 
-from export.spec import load_spec
 from tests.support import samples
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +32,15 @@ V2_KEYS = ("inputs", "name", "shape", "datatype", "data", "parameters", "binary_
 DATATYPES = ("FP32", "FP64", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL", "BYTES")
 # JSON texts no dict can be dumped to: scalars, an integer over Python's 4,300 digits, deep nesting.
 RAW_JSON = (b"42", b"true", b"1.5", b"null", b'"x"', b'{"a": 1' + b"9" * 5000 + b"}", b"[" * 100000, b'"\\ud800"')
-CONTENT_TYPES = ("application/json", "image/png", "image/jpeg", "text/csv", "text/plain", "application/octet-stream", "")
+CONTENT_TYPES = (
+    "application/json",
+    "image/png",
+    "image/jpeg",
+    "text/csv",
+    "text/plain",
+    "application/octet-stream",
+    "",
+)
 
 
 @dataclass

@@ -20,7 +20,11 @@ def v2(inputs: list, **doc) -> Case:
 
 def v2_binary(entry: dict, tail: bytes, length: str | None = None) -> Case:
     header = json.dumps({"inputs": [entry]}).encode()
-    return Case("application/octet-stream", [(header + tail, 1)], {"Inference-Header-Content-Length": length or str(len(header))})
+    return Case(
+        "application/octet-stream",
+        [(header + tail, 1)],
+        {"Inference-Header-Content-Length": length or str(len(header))},
+    )
 
 
 def big_png() -> bytes:
@@ -57,7 +61,10 @@ def issue_cases(model: str, v2_names: tuple[str, ...]) -> list[tuple[str, Case]]
     cases = [(f"scalar JSON {b.decode()}", Case("application/json", [(b, 1)])) for b in (b"42", b"true", b"1.5")]
     cases += [
         ("int over 4300 digits", Case("application/json", [(b'{"x": ' + BIG_INT + b"}", 1)])),
-        ("2.2 MB of non-ASCII keys echoed", Case("application/json", [(b'{"', 1), ("é".encode(), 1_100_000), (b'": 1}', 1)])),
+        (
+            "2.2 MB of non-ASCII keys echoed",
+            Case("application/json", [(b'{"', 1), ("é".encode(), 1_100_000), (b'": 1}', 1)]),
+        ),
         ("deep REST JSON", Case("application/json", [(b"[", 100_000)])),
         ("lone surrogate", Case("application/json", [(b'{"text": "\\ud800", "texts": ["\\ud800"]}', 1)])),
     ]
@@ -71,10 +78,22 @@ def issue_cases(model: str, v2_names: tuple[str, ...]) -> list[tuple[str, Case]]
             ("v2 parameters a list", v2([fp32 | {"shape": [1], "data": [1], "parameters": [1]}])),
             ("v2 name a list", v2([fp32 | {"name": [name], "shape": [1], "data": [1]}])),
             ("v2 deep JSON", Case("application/json", [(b'{"inputs": [', 1), (b"[", 100_000)])),
-            ("v2 int over 4300 digits", Case("application/json", [(b'{"inputs": [{"name": "x", "data": [' + BIG_INT + b"]}]}", 1)])),
-            ("v2 binary FP32 of 7 bytes", v2_binary(fp32 | {"shape": [2], "parameters": {"binary_data_size": 7}}, b"\0" * 7)),
-            ("v2 binary_data_size NaN", v2_binary(fp32 | {"shape": [2], "parameters": {"binary_data_size": float("nan")}}, b"\0" * 8)),
-            ("v2 header length text", v2_binary(fp32 | {"shape": [2], "parameters": {"binary_data_size": 8}}, b"\0" * 8, "x")),
+            (
+                "v2 int over 4300 digits",
+                Case("application/json", [(b'{"inputs": [{"name": "x", "data": [' + BIG_INT + b"]}]}", 1)]),
+            ),
+            (
+                "v2 binary FP32 of 7 bytes",
+                v2_binary(fp32 | {"shape": [2], "parameters": {"binary_data_size": 7}}, b"\0" * 7),
+            ),
+            (
+                "v2 binary_data_size NaN",
+                v2_binary(fp32 | {"shape": [2], "parameters": {"binary_data_size": float("nan")}}, b"\0" * 8),
+            ),
+            (
+                "v2 header length text",
+                v2_binary(fp32 | {"shape": [2], "parameters": {"binary_data_size": 8}}, b"\0" * 8, "x"),
+            ),
             ("v2 lone surrogate", v2([{"name": name, "datatype": "BYTES", "shape": [1], "data": ["\ud800"]}])),
         ]
         deep = {"name": name, "datatype": "BYTES", "shape": [1], "data": ["x"]}
@@ -83,21 +102,49 @@ def issue_cases(model: str, v2_names: tuple[str, ...]) -> list[tuple[str, Case]]
         cases.append(("v2 BYTES 900 deep", v2([deep])))
         png = base64.b64encode(big_png()).decode()
         piece = f'"{png}", '.encode()
-        head, tail = f'{{"inputs": [{{"name": "{name}", "datatype": "BYTES", "shape": [301], "data": ['.encode(), f'"{png}"]}}]}}'.encode()
+        head, tail = (
+            f'{{"inputs": [{{"name": "{name}", "datatype": "BYTES", "shape": [301], "data": ['.encode(),
+            f'"{png}"]}}]}}'.encode(),
+        )
         cases.append(("v2 300 PNGs of 4096x4096", Case("application/json", [(head, 1), (piece, 300), (tail, 1)])))
         rows = "\n".join(["1,2,3,4"] * 2000)
         elements = [rows] + ["1,2,3,4"] * 63
-        cases.append(("v2 BYTES CSV of 2000 rows among 64", v2([{"name": name, "datatype": "BYTES", "shape": [64], "data": elements}])))
-        cases.append(("v2 BYTES 1001 elements", v2([{"name": name, "datatype": "BYTES", "shape": [1001], "data": [rows] + ["1,2,3,4"] * 1000}])))
+        cases.append(
+            (
+                "v2 BYTES CSV of 2000 rows among 64",
+                v2([{"name": name, "datatype": "BYTES", "shape": [64], "data": elements}]),
+            )
+        )
+        cases.append(
+            (
+                "v2 BYTES 1001 elements",
+                v2([{"name": name, "datatype": "BYTES", "shape": [1001], "data": [rows] + ["1,2,3,4"] * 1000}]),
+            )
+        )
         cases.append(("v2 4096x4096 PNG alone", v2([{"name": name, "datatype": "BYTES", "shape": [1], "data": [png]}])))
     for sample in samples(model):
         if sample.content_type.startswith("text/"):
-            cases.append((f"1 MB of {sample.path.name}", Case(sample.content_type, [(sample.raw, 1_000_000 // len(sample.raw) + 1)])))
+            cases.append(
+                (
+                    f"1 MB of {sample.path.name}",
+                    Case(sample.content_type, [(sample.raw, 1_000_000 // len(sample.raw) + 1)]),
+                )
+            )
         if sample.content_type != "application/json":
             continue
         doc = json.loads(sample.raw)
         for value in (1e20, 3e38, -3e38):
-            cases.append((f"{sample.path.name} with numbers {value:g}", Case("application/json", [(json.dumps(numbers_replaced(doc, value)).encode(), 1)])))
+            cases.append(
+                (
+                    f"{sample.path.name} with numbers {value:g}",
+                    Case("application/json", [(json.dumps(numbers_replaced(doc, value)).encode(), 1)]),
+                )
+            )
         if json.dumps(strings_replaced(doc, "")) != json.dumps(doc):
-            cases.append((f"{sample.path.name} with 1 MB texts", Case("application/json", [(json.dumps(strings_replaced(doc, "word " * 100_000)).encode(), 1)])))
+            cases.append(
+                (
+                    f"{sample.path.name} with 1 MB texts",
+                    Case("application/json", [(json.dumps(strings_replaced(doc, "word " * 100_000)).encode(), 1)]),
+                )
+            )
     return cases

@@ -72,7 +72,11 @@ BAD = [
     ({"inputs": [tensor(shape=(1,), data=[1])] * 2}, MalformedRequest, "given twice"),
     ({"inputs": [tensor(shape=(1,), data=[1])] * 3}, InvalidInput, "1 to 2 input"),
     ({"id": 5, "inputs": [tensor(shape=(1,), data=[1])]}, MalformedRequest, '"id"'),
-    ({"inputs": [tensor(shape=(1,), data=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]])]}, InvalidInput, "nested"),
+    (
+        {"inputs": [tensor(shape=(1,), data=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]])]},
+        InvalidInput,
+        "nested",
+    ),
     ({"inputs": [tensor(shape=(1,), datatype="BYTES", data=[1])]}, InvalidInput, "must be strings"),
     ({"inputs": [tensor(data=[1] * 10**6)]}, InvalidInput, "more than 6 values"),
 ]
