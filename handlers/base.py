@@ -62,6 +62,11 @@ class ManifestHandler:
         threads = int(settings.get("threads", 1))
         set_threads(threads)
         self.model = load_artifact(folder, self.manifest, threads)
+        reset = self.manifest.get("reset")
+        if reset and not callable(getattr(self.model, reset, None)):  # refuse to load, not 500 every request
+            raise RuntimeError(
+                f"{self.manifest['name']}: the manifest's reset {reset!r} is not a method of the artifact"
+            )
         self.initialized = True
         log.info("loaded %s %s (%s)", self.manifest["name"], self.manifest["version"], self.manifest["format"])
 
@@ -70,7 +75,7 @@ class ManifestHandler:
         self.manifest = manifest
         self.input_specs = input_specs(manifest)
         hint = manifest.get("empty_hint")
-        self.empty_hint = f"{SEND_A_BODY}: {hint}" if hint else SEND_A_BODY
+        self.empty_hint = f"POST the input ({hint})" if hint else SEND_A_BODY
         # A stateful model (reset before each request) or one whose batches differ from single calls.
         self.one_per_call = bool(manifest.get("reset")) or manifest.get("batching", True) is False
         self.v2_inputs = self.v2_inputs or tuple(s.name for s in self.input_specs)
