@@ -165,4 +165,8 @@ def parse_csv(value: Any, columns: tuple[str, ...], max_rows: int) -> np.ndarray
             raise InvalidInput(f"CSV row {number} holds NaN or Infinity; expected finite numbers: {excerpt(line)}")
     if not rows:
         raise MalformedRequest(f"CSV body has no data rows; expected a header {','.join(columns)} and rows")
-    return np.asarray(rows, dtype=np.float32)
+    with np.errstate(over="ignore"):  # 1e39 becomes inf in float32: refused just below
+        array = np.asarray(rows, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise InvalidInput("CSV holds a number beyond float32; expected finite numbers")
+    return array

@@ -109,13 +109,33 @@ def context(model_dir: Path, cases: list[Case]) -> Context:
     return ctx
 
 
+class Timed:
+    """A model that adds up the time spent in it (the rest of a request's time is the handler's)."""
+
+    def __init__(self, model):
+        self.model, self.seconds = model, 0.0
+
+    def __call__(self, *tensors):
+        started = time.perf_counter()
+        try:
+            return self.model(*tensors)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
 @dataclass
 class Measure:
-    """Worst time and traced memory per request seen so far, and examples run."""
+    """Worst handler time (outside the model), worst total time and worst traced memory per request
+    seen so far, and examples run."""
 
     examples: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # outside the model: decoding, checks, answers
+    total: float = 0.0  # with the model (bounded by the batch limits, not by the body)
     peak_mb: float = 0.0
+    slowest: str = ""  # what the slowest request was (content type, size, start of its body)
 
 
 def check(handler, model_dir: Path, case: Case, good: Case, measure: Measure) -> None:
@@ -123,15 +143,22 @@ def check(handler, model_dir: Path, case: Case, good: Case, measure: Measure) ->
     bodies = [case, good]
     ctx = context(model_dir, bodies)
     rows = [{"body": ts_value(c.body, c.content_type)} for c in bodies]
+    handler.model = timed = Timed(handler.model)
     tracemalloc.start()
     started = time.perf_counter()
     try:
         answers = handler.handle(rows, ctx)
     finally:
-        elapsed = time.perf_counter() - started
+        total = time.perf_counter() - started
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
+        handler.model = timed.model
+    elapsed = total - timed.seconds
     measure.examples += 1
+    measure.total = max(measure.total, total)
+    if elapsed > measure.seconds:
+        body = case.body
+        measure.slowest = f"{case.content_type or '-'} {len(body)} bytes {body[:60]!r}"
     measure.seconds, measure.peak_mb = max(measure.seconds, elapsed), max(measure.peak_mb, peak)
     status, answer = ctx.get_response_status(0)[0], answers[0]
     text = json.dumps(answer, allow_nan=False)
