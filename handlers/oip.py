@@ -133,17 +133,18 @@ def parse_request(body: Any, limits: Limits, header_length: str | None = None) -
 def _split(body: Any, header_length: str | None) -> tuple[Any, bytes]:
     """The JSON document and the binary data after it."""
     binary = b""
+    if not isinstance(body, (bytes, bytearray, str)):
+        return body, binary  # TorchServe parsed the whole body as JSON: no binary part follows
     if header_length is not None:
-        if not isinstance(body, (bytes, bytearray)):
-            body = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else json.dumps(body).encode()
-        if not (header_length.isascii() and header_length.isdigit() and int(header_length) <= len(body)):
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogatepass")
+        digits = header_length.isascii() and header_length.isdigit() and len(header_length) <= 12
+        if not (digits and int(header_length) <= len(body)):
             raise MalformedRequest(
                 f"{HEADER_LENGTH} must be a byte count within the body, got {excerpt(header_length)}"
             )
         size = int(header_length)
         body, binary = bytes(body[:size]), bytes(body[size:])
-    if not isinstance(body, (bytes, bytearray, str)):
-        return body, binary
     try:
         return json.loads(body), binary
     except (ValueError, RecursionError) as err:  # also: lone surrogates, integers over 4,300 digits

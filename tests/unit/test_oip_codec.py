@@ -97,6 +97,7 @@ def test_bad_v2_requests_say_what_is_wrong(doc, error, words):
         (b'{"inputs": []}', "12abc", "byte count"),
         (b'{"inputs": []}', "1_0", "byte count"),
         (b'{"inputs": []}', "99", "byte count"),
+        (b'{"inputs": []}', "9" * 5000, "byte count"),
     ],
 )
 def test_unreadable_v2_bodies_are_400(body, length, words):
