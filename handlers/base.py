@@ -5,6 +5,7 @@ format, and runs a batch as: decode each request (REST: ``preprocess``; v2: ``oi
 then ``preprocess_v2``) and ``check_inputs`` → one model call on all the good ones → ``postprocess``
 each request's rows → a JSON answer. Each request gets its own status: a RequestError its 4xx, any
 other exception its own 500 (logged with the traceback); batch-mates are still answered.
+(Over 250 lines: the one request flow every handler shares, kept in one file to be read top to bottom.)
 """
 
 from __future__ import annotations
