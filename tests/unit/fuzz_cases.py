@@ -111,17 +111,17 @@ def context(model_dir: Path, cases: list[Case]) -> Context:
 
 
 class Timed:
-    """A model that adds up the time spent in it (the rest of a request's time is the handler's)."""
+    """A model that adds up the CPU time spent in it (the rest of a request's is the handler's)."""
 
     def __init__(self, model):
         self.model, self.seconds = model, 0.0
 
     def __call__(self, *tensors):
-        started = time.perf_counter()
+        started = time.process_time()
         try:
             return self.model(*tensors)
         finally:
-            self.seconds += time.perf_counter() - started
+            self.seconds += time.process_time() - started
 
     def __getattr__(self, name: str):
         return getattr(self.model, name)
@@ -133,8 +133,8 @@ class Measure:
     seen so far, and examples run."""
 
     examples: int = 0
-    seconds: float = 0.0  # outside the model: decoding, checks, answers
-    total: float = 0.0  # with the model (bounded by the batch limits, not by the body)
+    seconds: float = 0.0  # CPU time outside the model: decoding, checks, answers (other load does not count)
+    total: float = 0.0  # wall time with the model (bounded by the batch limits, not by the body)
     peak_mb: float = 0.0
     slowest: str = ""  # what the slowest request was (content type, size, start of its body)
 
@@ -146,15 +146,15 @@ def check(handler, model_dir: Path, case: Case, good: Case, measure: Measure) ->
     rows = [{"body": ts_value(c.body, c.content_type)} for c in bodies]
     handler.model = timed = Timed(handler.model)
     tracemalloc.start()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         answers = handler.handle(rows, ctx)
     finally:
-        total = time.perf_counter() - started
+        total, cpu = time.perf_counter() - started, time.process_time() - cpu
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         handler.model = timed.model
-    elapsed = total - timed.seconds
+    elapsed = cpu - timed.seconds
     measure.examples += 1
     measure.total = max(measure.total, total)
     if elapsed > measure.seconds:

@@ -2,7 +2,7 @@
 process with a real ts Context: generated and mutated bodies up to max_request_size must get a 2xx,
 or a 4xx with a short JSON error, never a 5xx or an escaped exception, with valid JSON, while a good
 batch-mate is still answered. Bounds per request (generous, so a busy machine does not flake): at
-most SECONDS s in the handler outside the model call (the model's own time is bounded by the batch
+most SECONDS s of CPU time in the handler outside the model call (the model's own time is bounded by the batch
 limits, not by the body, and reported), PEAK_MB MB of traced (Python and numpy) memory; the process's
 peak RSS may grow by at most RSS_MB MB over one model-path. ``KIT_FUZZ=long`` (``make fuzz``) runs many more examples.
 
@@ -46,7 +46,7 @@ def measures(request):
     yield found
     lines = [
         f"fuzz {model:>16} {path:<10} {m.examples:6d} examples; worst per request: {m.seconds * 1000:6.0f} ms "
-        f"in the handler, {m.total * 1000:6.0f} ms with the model, {m.peak_mb:5.1f} MB traced"
+        f"CPU in the handler, {m.total * 1000:6.0f} ms wall with the model, {m.peak_mb:5.1f} MB traced"
         for (model, path), m in sorted(found.items())
     ]
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
