@@ -171,7 +171,7 @@ reliability: archive
 	$(PY) -m reliability.report --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY)
 
 # --- Fuzzing (tests/unit/test_fuzz.py) ----------------------------------------------------------
-# `make test` runs a short, fixed fuzz budget (KIT_FUZZ=quick, 25 examples per model and path);
+# `make test` runs a short, fixed fuzz budget (KIT_FUZZ=quick, 60 examples per model and path);
 # this runs a long random one, replays the regression corpus, and prints the examples per model
 # and path with the worst time and memory per request. FUZZ_EXAMPLES overrides the count.
 FUZZ_EXAMPLES ?= 1500
