@@ -4,18 +4,21 @@
 PYTHON      ?= python3
 VENV        := .venv
 PY          := $(VENV)/bin/python
-MODELS      := $(sort $(patsubst models/%/spec.yaml,%,$(wildcard models/*/spec.yaml)))
-# One sample per model that `make serve` sends once everything is up.
-DEMO_digits         := models/digits/samples/3.png
-DEMO_sensor_anomaly := models/sensor_anomaly/samples/spike.json
-DEMO_text_embedder  := models/text_embedder/samples/sentence.json
-# Artifact format for export / archive / serve: torchscript (default), onnx, aoti, or all (every
-# format a model's spec.yaml lists). A format other than TorchScript is served as <model>_<format>.
-FORMAT      ?= torchscript
-spec_formats = $(or $(shell sed -n 's/^formats: *\[\([^]]*\)\].*/\1/p' models/$(1)/spec.yaml | tr ',' ' '),torchscript)
-served_as    = $(foreach f,$(if $(filter all,$(FORMAT)),$(call spec_formats,$(1)),$(filter $(FORMAT),$(call spec_formats,$(1)))),$(1)$(if $(filter torchscript,$(f)),,_$(f)))
+# The models directory (KIT_MODELS_DIR overrides it, as for `python -m export`): each folder with a spec.yaml.
+MODELS_DIR  := $(or $(KIT_MODELS_DIR),models)
+MODELS      := $(sort $(patsubst $(MODELS_DIR)/%/spec.yaml,%,$(wildcard $(MODELS_DIR)/*/spec.yaml)))
+# Artifact format for export / archive / serve: empty = each model's primary format (the first its
+# spec.yaml lists; torchscript for a model.py), or torchscript, onnx, aoti, exported, or all (every
+# format a spec lists). A model is served as <model> in its primary format, <model>_<format> in others.
+FORMAT      ?=
+spec_key     = $(shell sed -n 's/^$(2): *\([^#]*\).*/\1/p' $(MODELS_DIR)/$(1)/spec.yaml)
+source_fmt   = $(if $(filter %.onnx,$(1)),onnx,$(if $(filter %.pt2,$(1)),exported,torchscript))
+spec_formats = $(or $(strip $(subst $(comma), ,$(subst [,,$(subst ],,$(call spec_key,$(1),formats))))),$(call source_fmt,$(call spec_key,$(1),source)))
+comma       := ,
+primary      = $(firstword $(call spec_formats,$(1)))
+chosen       = $(if $(FORMAT),$(if $(filter all,$(FORMAT)),$(call spec_formats,$(1)),$(filter $(FORMAT),$(call spec_formats,$(1)))),$(call primary,$(1)))
+served_as    = $(foreach f,$(call chosen,$(1)),$(1)$(if $(filter $(call primary,$(1)),$(f)),,_$(f)))
 SERVED      := $(foreach m,$(MODELS),$(call served_as,$(m)))
-demo_of      = $(DEMO_$(patsubst %_aoti,%,$(patsubst %_onnx,%,$(1))))
 # Arguments of register / unregister / predict.
 MODEL       ?=
 VERSION     ?=
@@ -24,7 +27,8 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .SECONDEXPANSION:
-.PHONY: help venv train export archive serve stop register unregister predict status restart test test-unit lint clean kserve
+.PHONY: help venv train export archive serve stop register unregister predict status restart test test-unit lint clean kserve \
+	new-model reload
 
 ## help: list the targets (this text)
 help:
@@ -46,13 +50,11 @@ train: venv
 	$(PY) -m pip install --quiet -r requirements-train.txt
 	@for m in $(MODELS); do echo "== train $$m"; $(PY) -m models.$$m.train || exit 1; done
 
-build/%/manifest.json: $(VENV)/.installed $$(wildcard models/$$*/*) $$(wildcard models/$$*/samples/*) $(wildcard handlers/*.py export/*.py)
+model_files  = $(VENV)/.installed $(wildcard $(MODELS_DIR)/$(1)/*) $(wildcard $(MODELS_DIR)/$(1)/samples/*) $(wildcard handlers/*.py export/*.py)
+# The model a served name belongs to: digits_onnx -> digits (when digits is a model), else the name itself.
+model_of     = $(or $(firstword $(foreach f,torchscript onnx aoti exported,$(if $(filter $(1:%_$(f)=%),$(filter-out $(1),$(MODELS))),$(1:%_$(f)=%)))),$(1))
+build/%/manifest.json: $$(call model_files,$$(call model_of,$$*))
 	$(PY) -m export $*
-# The other formats (make picks the rule with the shortest stem: the model's name).
-build/%_onnx/manifest.json: $(VENV)/.installed $$(wildcard models/$$*/*) $$(wildcard models/$$*/samples/*) $(wildcard handlers/*.py export/*.py)
-	$(PY) -m export $* --format onnx
-build/%_aoti/manifest.json: $(VENV)/.installed $$(wildcard models/$$*/*) $$(wildcard models/$$*/samples/*) $(wildcard handlers/*.py export/*.py)
-	$(PY) -m export $* --format aoti
 
 ## export: export and verify every model in FORMAT (build/<served name>/: artifact + manifest.json)
 export: $(SERVED:%=build/%/manifest.json)
@@ -63,11 +65,11 @@ model_store/%.mar: build/%/manifest.json
 ## archive: build and check model_store/<served name>.mar for every model in FORMAT (FORMAT=all: every format)
 archive: $(SERVED:%=model_store/%.mar)
 
-## serve: start TorchServe, register every model (in FORMAT), print one prediction each and the addresses
+## serve: start TorchServe, register every model (in FORMAT; rebuilt archives are re-registered), print one prediction each
 serve: archive
 	$(PY) -m client.server start
-	$(PY) -m client register --skip-registered $(SERVED:%=%.mar)
-	@$(foreach m,$(SERVED),echo "== $(m) <- $(call demo_of,$(m))" && $(PY) -m client predict $(m) $(call demo_of,$(m)) &&) true
+	$(PY) -m export.register $(SERVED)
+	@$(foreach m,$(SERVED),demo="$$($(PY) -m export.paths demo $(m))" && echo "== $(m) <- $$demo" && $(PY) -m client predict $(m) $$demo &&) true
 	@echo "inference:  $$(grep ^inference_address config.properties | cut -d= -f2)/predictions/<model>"
 	@echo "management: $$(grep ^management_address config.properties | cut -d= -f2)/models"
 	@echo "metrics:    $$(grep ^metrics_address config.properties | cut -d= -f2)/metrics"
@@ -81,9 +83,9 @@ stop:
 restart:
 	$(PY) -m client.server restart
 
-## status: say whether the project's TorchServe is running
+## status: say whether the project's TorchServe is running ("not running" is an answer, not an error)
 status:
-	@$(PY) -m client.server status
+	@$(PY) -m client.server status || true
 
 ## register: register MODEL (model_store/MODEL.mar) on the running server
 register:
@@ -121,6 +123,21 @@ lint: venv
 clean:
 	rm -rf build var logs key_file.json
 	find model_store -name '*.mar' -delete
+
+# --- Your own model (README: Adding your own model) ----------------------------------------------
+NAME ?=
+FROM ?=
+
+## new-model: scaffold $(MODELS_DIR)/NAME/ from FROM=<.pt|.jit|.pt2|.onnx file>, or without FROM for a model.py
+new-model: venv
+	@test -n "$(NAME)" || (echo "usage: make new-model NAME=<name> [FROM=<model.pt|model.pt2|model.onnx>]"; exit 2)
+	$(PY) -m export.scaffold $(NAME) $(if $(FROM),--from $(FROM))
+
+## reload: re-register MODEL on the running server from its rebuilt archive (unregister + register)
+reload:
+	@test -n "$(MODEL)" || (echo "usage: make reload MODEL=<served name>"; exit 2)
+	$(MAKE) --no-print-directory model_store/$(MODEL).mar
+	$(PY) -m export.register --force $(MODEL)
 
 # --- Benchmarks (bench/, docs/PERFORMANCE.md) ---------------------------------------------------
 # wrk (Debian's package) is the load generator; the bench smoke test in `make test` needs it too.

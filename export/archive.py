@@ -1,7 +1,8 @@
 """Bundle an exported model into a TorchServe ``.mar`` with torch-model-archiver, then check it.
 
-Usage: ``python -m export.archive digits [--format onnx|aoti|torchscript|all] [--version 2.0]``.
-The archive holds the artifact, the model's handler, the shared ``handlers`` package, the
+Usage: ``python -m export.archive digits [--format onnx|aoti|torchscript|exported|all] [--version 2.0]``.
+The archive holds the artifact, the model's handler file (its folder's ``handler.py``, else the
+generic ``handlers/tensor.py``), the shared ``handlers`` package, the
 manifest, the handler's extra files, the sample inputs and the model's ``model-config.yaml``.
 Each format is its own model in the store: ``digits.mar`` (TorchScript), ``digits_onnx.mar``,
 ``digits_aoti.mar``; all run the same handler, which picks the runtime from the manifest.
@@ -20,7 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from export.paths import BUILD, DEFAULT_FORMAT, FORMATS, HANDLERS, MODEL_STORE, ROOT, model_names, served_name
+from export.paths import BUILD, FORMATS, HANDLERS, MODEL_STORE, ROOT, model_names, served_name
 from export.spec import ModelSpec, load_spec, requested
 from handlers.artifact import MANIFEST_FILE, read_manifest
 
@@ -66,7 +67,7 @@ def build_archive(name: str, version: str | None = None, store: Path = MODEL_STO
             str(ARCHIVER),
             *("--model-name", name, "--version", version),
             *("--serialized-file", str(export_dir / manifest["artifact"])),
-            *("--handler", str(HANDLERS / f"{spec.handler}.py")),
+            *("--handler", str(spec.handler_path)),  # a file: the folder's own, or the generic one
             *("--extra-files", str(stage)),
             *("--config-file", str(spec.folder / "model-config.yaml")),
             *("--export-path", tmp, "-f"),
@@ -95,7 +96,8 @@ def check_archive(path: Path) -> dict:
                 f"{path.name}: artifact sha256 {actual} does not match the manifest's {manifest['sha256']}"
             )
         mar_info = json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]
-        served = served_name(manifest["name"], manifest["format"])
+        # Recorded at export (needs no models directory here); older manifests lack it.
+        served = manifest.get("served_name") or served_name(manifest["name"], manifest["format"])
         if (mar_info["modelName"], mar_info["modelVersion"]) != (served, manifest["version"]):
             raise ArchiveError(
                 f"{path.name}: MAR-INF names {mar_info['modelName']} {mar_info['modelVersion']}, "
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.archive", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="model or served names (digits_onnx); default: every model")
     parser.add_argument(
-        "--format", default=DEFAULT_FORMAT, choices=[*FORMATS, "all"], help=f"format (default: {DEFAULT_FORMAT})"
+        "--format", default="", choices=[*FORMATS, "all"], help="format (default: the spec's first, its primary)"
     )
     parser.add_argument("--version", help="archive version (default: the spec's)")
     parser.add_argument(
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         for model, fmt in requested(args.models or model_names(), args.format):
             path = build_archive(served_name(model, fmt), args.version, args.store)
             print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: built and checked")
-    except (ArchiveError, FileNotFoundError, subprocess.CalledProcessError) as err:
+    except (ArchiveError, FileNotFoundError, ValueError, subprocess.CalledProcessError) as err:
         print(f"archive failed: {err}", file=sys.stderr)
         return 1
     return 0

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from export.formats import FORMATS, to_torchscript  # noqa: F401  (to_torchscript: importable from here)
-from export.paths import BUILD, DEFAULT_FORMAT, ROOT, model_names, served_name
-from export.samples import Sample
+from export.formats import FORMATS
+from export.paths import BUILD, ROOT, model_names, served_name
+from export.sources import Source, load_source, why_not
 from export.spec import ModelSpec, load_spec, requested
-from export.verify import Case, ExportError, parity_cases, verify_parity
+from export.verify import Case, ExportError, check_batching, check_reference, parity_cases, verify_parity
 from handlers.artifact import MANIFEST_FILE, open_artifact, sha256_of
 from handlers.base import ManifestHandler
 
@@ -33,7 +33,7 @@ TRACE_HINT = (
 def sample_handler(spec: ModelSpec) -> ManifestHandler:
     """The model's handler, configured from the spec (no artifact): decodes and joins samples."""
     handler = spec.handler_class()()
-    handler.configure({"name": spec.name, "version": spec.version, "inputs": spec.inputs}, spec.folder, {})
+    handler.configure(spec.serving(), spec.folder, {})
     return handler
 
 
@@ -41,76 +41,110 @@ def sample_cases(spec: ModelSpec, handler: ManifestHandler | None = None) -> lis
     """The committed samples as model inputs, decoded by the model's own handler code."""
     handler = handler or sample_handler(spec)
     cases = []
-    for path in spec.sample_paths():
-        sample = Sample.read(path)
+    for sample in spec.read_samples():
         decoded = handler.preprocess(sample.value, sample.content_type)
         handler.check_inputs(decoded)
-        cases.append(Case(str(path.relative_to(spec.folder)), decoded.inputs))
+        # A tuple by the handler contract; the examples' handlers of before still give one input bare.
+        inputs = decoded.inputs if isinstance(decoded.inputs, tuple) else (decoded.inputs,)
+        cases.append(Case(str(sample.path.relative_to(spec.folder)), inputs))
     return cases
 
 
 def outside_bounds(case: Case, spec: ModelSpec) -> str | None:
     """Why ``case`` lies outside the spec's dimension bounds (None if it is inside)."""
-    for entry, tensor in zip(spec.inputs, case.tensors, strict=True):
-        for dim, size in zip(entry["shape"], tensor.shape, strict=True):
-            bounds = entry.get("dims", {}).get(dim, {}) if isinstance(dim, str) else {}
-            low, high = bounds.get("min", 1), bounds.get("max")
+    for entry, tensor in zip(spec.inputs, case.inputs, strict=True):
+        for dim, size in zip(entry.shape, tensor.shape, strict=True):
+            low, high = entry.bounds(dim) if isinstance(dim, str) else (1, None)
             if size < low or (high is not None and size > high):
                 return f"{dim}={size} is outside the exported range {low}..{high}"
     return None
 
 
-def export_model(spec: ModelSpec, out: Path, fmt: str = DEFAULT_FORMAT) -> dict:
-    """Build, save, reload and verify the artifact in ``fmt``; write the manifest. Returns the manifest.
+def save(source: Source, spec: ModelSpec, fmt: str, example: tuple, path: Path) -> dict:
+    """Write the artifact; a failure becomes an ExportError saying what failed and what to try."""
+    try:
+        return FORMATS[fmt].save(source, spec, example, path)
+    except Exception as err:  # torch's exporters raise anything; the user needs the gist and the fix
+        first = str(err).strip().splitlines()[0][:400] if str(err).strip() else ""
+        if fmt == "torchscript" and source.kind == "eager" and spec.method == "trace":
+            fix = (
+                "If forward() branches or loops on the data, set `method: script` in spec.yaml; if it takes "
+                "non-tensor arguments, declare them under `constants:`."
+            )
+            raise ExportError(f"{spec.name}: torch.jit.trace failed ({type(err).__name__}: {first}). {fix}") from err
+        raise ExportError(f"{spec.name}: making the {fmt} artifact failed ({type(err).__name__}: {first})") from err
 
-    TorchScript is checked on every case; the torch.export-based formats only on cases inside the
-    spec's bounds (their exported range), the others are listed as skipped in the manifest.
+
+def reference_checks(spec: ModelSpec, source: Source, cases: list[Case], samples: list[Case], handler) -> tuple:
+    """Run the reference on every case (see verify.check_reference) and compare its batched answers
+    with single ones; a difference fails the build unless the spec turns batching off."""
+    wants = check_reference(spec.name, source.reference, cases, spec.inputs, spec.outputs, spec.tolerance, spec.reset)
+    if spec.reset:
+        return wants, {"agrees": None, "why": f"reset {spec.reset!r}: one request per model call"}
+    batching = check_batching(spec.name, source.reference, samples, handler.collate, spec.tolerance)
+    if spec.batching and not batching["agrees"]:
+        why = batching.get("why") or f"they differ by up to {batching['max_abs_error']:.3g}"
+        raise ExportError(
+            f"{spec.name}: the reference answers the samples differently in one batch than one at a time ({why}; "
+            f"tolerance {spec.tolerance}). Set `batching: false` in spec.yaml to serve one request per model call."
+        )
+    return wants, batching
+
+
+def export_model(spec: ModelSpec, out: Path, fmt: str | None = None) -> dict:
+    """Load the source, check it, make the artifact in ``fmt`` (default: the spec's primary format),
+    reload it and verify it against the source; write the manifest. Returns the manifest.
+
+    TorchScript is checked on every case; the other formats only on cases inside the spec's bounds
+    (their exported range), the others are listed as skipped in the manifest.
 
     Raises:
-        ExportError: the spec does not list ``fmt``, or the saved artifact does not reproduce the
-            eager model.
+        ExportError: the spec does not list ``fmt``, the source cannot become it, the source fails its
+            own checks, or the saved artifact does not reproduce it.
     """
+    fmt = fmt or spec.formats[0]
     if fmt not in spec.formats:
         raise ExportError(f"{spec.name}: spec.yaml lists formats {spec.formats}; add {fmt} to build it")
-    form = FORMATS[fmt]
-    eager = spec.build_eager()
+    source = load_source(spec)
+    if why := why_not(source.kind, fmt):
+        raise ExportError(f"{spec.name}: {why}")
     handler = sample_handler(spec)
     samples = sample_cases(spec, handler)
-    cases = parity_cases(samples, [entry["shape"] for entry in spec.inputs], spec.verify_sizes, handler.collate)
+    cases = parity_cases(samples, spec.inputs, spec.verify_sizes, handler.collate)
     skipped = []
-    if fmt != DEFAULT_FORMAT:
+    if fmt != "torchscript":
         skipped = [{"input": c.label, "reason": why} for c in cases if (why := outside_bounds(c, spec))]
         cases = [c for c in cases if not outside_bounds(c, spec)]
+    wants, batching = reference_checks(spec, source, cases, samples, handler)
     # TorchScript traces the first sample (as it always has); torch.export gets the samples as one
     # batch, so that no dynamic size is 1 (torch.export would specialize on it).
-    example = samples[0] if fmt == DEFAULT_FORMAT else cases[len(samples)] if len(cases) > len(samples) else samples[0]
+    example = samples[0] if fmt == "torchscript" else cases[len(samples)] if len(cases) > len(samples) else samples[0]
     out.mkdir(parents=True, exist_ok=True)
-    artifact = out / f"{spec.name}{form.suffix}"
-    manifest = {
-        "name": spec.name,
-        "version": str(spec.version),
-        "format": fmt,
-        "method": spec.method if fmt == DEFAULT_FORMAT else form.method,
-        "artifact": artifact.name,
-    }
+    artifact = out / f"{spec.name}{FORMATS[fmt].suffix}"
+    traced = fmt == "torchscript" and source.kind == "eager"
+    as_is = "as imported" if spec.imported else "as built"  # a ScriptModule from build() is saved as it is
+    method = (spec.method if traced else as_is) if fmt == "torchscript" else FORMATS[fmt].method
+    manifest = {"name": spec.name, "served_name": served_name(spec.name, fmt), "version": str(spec.version)}
+    manifest |= {"format": fmt, "method": method}
+    manifest |= {"artifact": artifact.name, "source": spec.source, "reference": source.record}
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         # Verify the file that will ship, loaded as the server loads it, then move it in place.
         candidate = Path(tmp) / artifact.name
         started = time.perf_counter()
-        manifest["runtime"] = form.save(eager, spec, example.tensors, candidate)
+        made = save(source, spec, fmt, example.inputs, candidate)
+        manifest |= {"runtime": made.get("runtime", {}), "call_constants": made["call_constants"]}
+        manifest["method"] = made.get("method", method)
         manifest["export_seconds"] = round(time.perf_counter() - started, 2)
-        loaded = open_artifact(candidate, manifest)
-        hint = TRACE_HINT if fmt == DEFAULT_FORMAT and spec.method == "trace" else ""
-        report = verify_parity(served_name(spec.name, fmt), loaded, eager, cases, spec.tolerance, hint)
+        loaded = open_artifact(candidate, manifest | spec.serving())
+        hint = TRACE_HINT if traced and spec.method == "trace" else ""
+        report = verify_parity(served_name(spec.name, fmt), loaded, cases, wants, spec.tolerance, hint, spec.reset)
         del loaded  # an ONNX Runtime session keeps the file open
         candidate.replace(artifact)
-    manifest |= {
+    manifest |= spec.serving() | {
         "sha256": sha256_of(artifact),
-        "handler": spec.handler,
-        "inputs": spec.inputs,
+        "handler": spec.handler_path.name,
         "output": spec.output,
-        "tolerance": spec.tolerance,
-        "verification": report | {"skipped": skipped},
+        "verification": report | {"skipped": skipped, "batching": batching},
         "samples": [c.label for c in samples],
         "extra_files": spec.extra_files,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
@@ -125,18 +159,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="*", help="model names (folders of models/) or served names (digits_onnx)")
     parser.add_argument("--all", action="store_true", help="export every model (default: off)")
     parser.add_argument(
-        "--format", default=DEFAULT_FORMAT, choices=[*FORMATS, "all"], help=f"format (default: {DEFAULT_FORMAT})"
+        "--format", default="", choices=[*FORMATS, "all"], help="format (default: the spec's first, its primary)"
     )
     parser.add_argument("--out", type=Path, default=BUILD, help=f"output root (default: {BUILD.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     names = model_names() if args.all else args.models
     if not names:
         parser.error(f"name a model ({', '.join(model_names())}) or pass --all")
-    for model, fmt in requested(names, args.format):
+    try:
+        pairs = requested(names, args.format)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"export failed: {err}", file=sys.stderr)
+        return 1
+    for model, fmt in pairs:
         folder = args.out / served_name(model, fmt)
         try:
             manifest = export_model(load_spec(model), folder, fmt)
-        except ExportError as err:
+        except (ExportError, ValueError, FileNotFoundError) as err:
             print(f"export failed: {err}", file=sys.stderr)
             return 1
         checked = manifest["verification"]

@@ -33,7 +33,6 @@ def measure(folder: Path, repeats: int) -> dict:
     import yaml
 
     from export.build import sample_handler
-    from export.samples import Sample
     from export.spec import load_spec
     from handlers.artifact import load_artifact, read_manifest
     from handlers.base import set_threads
@@ -47,7 +46,7 @@ def measure(folder: Path, repeats: int) -> dict:
     started = time.perf_counter()
     handler.model = load_artifact(folder, manifest, threads)
     load_ms = (time.perf_counter() - started) * 1000
-    requests = [handler.preprocess(Sample.read(p).value, Sample.read(p).content_type) for p in spec.sample_paths()]
+    requests = [handler.preprocess(s.value, s.content_type) for s in spec.read_samples()]
     result = {"load_ms": load_ms, "threads": threads, "batch_size": batch_size}
     for label, count in (("batch1", 1), ("batchN", batch_size)):
         batch = handler.collate([requests[i % len(requests)].tensors for i in range(count)])

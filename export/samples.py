@@ -14,6 +14,8 @@ CONTENT_TYPES = {
     ".json": "application/json",
     ".csv": "text/csv",
     ".txt": "text/plain",
+    ".wav": "audio/wav",
+    ".npy": "application/octet-stream",
 }
 
 
@@ -26,14 +28,19 @@ class Sample:
     raw: bytes
 
     @classmethod
-    def read(cls, path: Path) -> Sample:
-        """Read a sample file; its content type follows from its extension."""
-        return cls(path, CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"), path.read_bytes())
+    def read(cls, path: Path, content_type: str | None = None) -> Sample:
+        """Read a sample file; its content type is the spec's, else follows from its extension."""
+        return cls(path, content_type or content_type_of(path), path.read_bytes())
 
     @property
     def value(self) -> Any:
         """The body as a handler receives it (see ts/protocol/otf_message_handler.py)."""
         return torchserve_value(self.raw, self.content_type)
+
+
+def content_type_of(path: Path) -> str:
+    """The content type a client would send ``path`` with, from its extension."""
+    return CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
 
 
 def torchserve_value(raw: bytes, content_type: str) -> Any:

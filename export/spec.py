@@ -1,88 +1,232 @@
-"""A model's export spec: ``models/<name>/spec.yaml``, the one place that describes a model."""
+"""A model's spec: ``models/<name>/spec.yaml``, the one place that describes a model.
+
+Keys (see the README, "Adding your own model"): ``name``, ``version``, ``source`` (``model.py`` or an
+artifact file in the folder), ``method``, ``handler`` (a path relative to the folder; default the
+generic ``handlers/tensor.py``), ``inputs`` (or one ``input``), ``outputs``, ``output`` (words for
+people), ``constants``, ``reset``, ``batching``, ``samples``, ``demo``, ``empty_hint``, ``tolerance``,
+``verify_sizes``, ``extra_files``, ``formats``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import importlib.util
 import inspect
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 
-from export.paths import DEFAULT_FORMAT, FORMATS, MODELS, parse_served_name
+from export.paths import FORMATS, GENERIC_HANDLER, MODELS, ROOT, SOURCE_FORMATS, parse_served_name
+from export.samples import Sample, content_type_of
+from handlers.artifact import InputSpec
+
+EXPECTED = "expected.json"  # samples/expected.json holds the expected answers, never a request
+CHOOSE = "CHOOSE"  # what `make new-model` writes where the artifact does not say: the user decides
 
 
 @dataclass
 class ModelSpec:
-    """What `export` needs to know about one model (see models/digits/spec.yaml for an example)."""
+    """What export, archive and serve need to know about one model."""
 
     name: str
     version: str
-    handler: str  # module in handlers/ holding the model's handler class
-    method: str  # "trace" or "script" (TorchScript); the other formats go through torch.export
-    output: str  # what the model returns, for people
-    samples: list[str]  # globs under the model folder: request bodies, as a client sends them
+    samples: list  # globs under the folder, or {path, content_type} entries: request bodies as sent
     folder: Path
-    input: dict | None = None  # {"name", "dtype", "shape", "dims"[, "pad"]}: a one-input model's spec
-    inputs: list[dict] | None = None  # or one such spec per input, in the order forward() takes them
+    source: str = "model.py"  # or the artifact file it is imported from (.pt/.jit, .pt2, .onnx)
+    method: str = "trace"  # "trace" or "script": how model.py becomes TorchScript
+    handler: str | None = None  # handler file, relative to the folder; None: the generic one
+    input: dict | None = None  # a one-input model's input ({"name", "dtype", "shape", "dims", "pad"})
+    inputs: list = field(default_factory=list)  # InputSpec per forward() tensor argument, in order
+    outputs: list[dict] = field(default_factory=list)  # {"name", "dtype", "shape"} per output tensor
+    output: str = ""  # what the model returns, in words for people
+    constants: dict = field(default_factory=dict)  # non-tensor forward() arguments, by keyword
+    reset: str | None = None  # model method that clears its state, called before each request
+    batching: bool = True  # false: one request per model call
+    demo: str | None = None  # the sample `make serve` sends (default: the first)
+    empty_hint: str | None = None  # what the empty-body error tells a client to send
     tolerance: dict = field(default_factory=lambda: {"atol": 1e-5, "rtol": 1e-5})
     verify_sizes: dict = field(default_factory=dict)  # dynamic dim -> extra sizes to check
     extra_files: list[str] = field(default_factory=list)  # files the handler reads, shipped as is
-    formats: list[str] = field(default_factory=lambda: [DEFAULT_FORMAT])  # what `FORMAT=all` builds
+    formats: list[str] = field(default_factory=list)  # what `FORMAT=all` builds, the primary first
 
     def __post_init__(self):
-        if self.inputs is None:
-            if self.input is None:
-                raise ValueError(f"{self.name}: spec.yaml needs `input` (one input) or `inputs` (a list)")
-            self.inputs = [self.input]
-        self.input = self.inputs[0]
+        raw = self.inputs or ([self.input] if self.input else [])
+        if not raw:
+            raise ValueError(f"{self.name}: spec.yaml needs `inputs` (a list) or `input` (one input)")
+        self.inputs = [entry if isinstance(entry, InputSpec) else input_spec(self.name, entry) for entry in raw]
+        self.input = None
+        self.formats = list(self.formats) or [self.source_format]
+        self.batching = bool(self.batching) and not self.reset  # a reset is per request
+
+    @property
+    def imported(self) -> bool:
+        """True when the model comes from an artifact file rather than model.py."""
+        return self.source != "model.py"
+
+    @property
+    def source_format(self) -> str:
+        """The format of the source: torchscript for model.py, else by the file's suffix."""
+        return SOURCE_FORMATS[Path(self.source).suffix] if self.imported else FORMATS[0]
+
+    @property
+    def source_path(self) -> Path:
+        return self.folder / self.source
+
+    def serving(self) -> dict:
+        """The serving-relevant keys, as the manifest carries them (and handlers read them)."""
+        return {
+            "name": self.name,
+            "version": str(self.version),
+            "inputs": [dataclasses.asdict(s) for s in self.inputs],
+            "outputs": self.outputs,
+            "reset": self.reset,
+            "batching": self.batching,
+            "empty_hint": self.empty_hint or self.default_empty_hint(),
+            "tolerance": self.tolerance,
+        }
+
+    def default_empty_hint(self) -> str:
+        types = list(dict.fromkeys(s.content_type for s in self.read_samples()))
+        return f"POST the input with a Content-Type header: {' or '.join(types)} (see the model's samples)"
 
     def build_eager(self):
-        """The eager model with its committed weights, from ``models/<name>/model.py``."""
-        module = importlib.import_module(f"models.{self.name}.model")
-        return module.build(self.folder)
+        """The eager model with its committed weights, from ``build(folder)`` in the folder's model.py."""
+        if self.imported:
+            raise ValueError(f"{self.name}: imported from {self.source}; it has no model.py to build")
+        return load_file(self.folder / "model.py", f"kit_models.{self.name}.model").build(self.folder)
 
-    def handler_class(self):
-        """The handler class in ``handlers/<handler>.py`` (the module's one class)."""
-        module = importlib.import_module(f"handlers.{self.handler}")
-        classes = [c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == module.__name__]
+    @property
+    def handler_path(self) -> Path:
+        """The handler file: the spec's (relative to the folder), else the generic tensor handler."""
+        if self.handler is None:
+            return ROOT / GENERIC_HANDLER
+        if "/" not in self.handler and not self.handler.endswith(".py"):
+            return ROOT / "handlers" / f"{self.handler}.py"  # the pre-folder form: a module of handlers/
+        return self.folder / self.handler
+
+    def handler_class(self) -> type:
+        """The one ManifestHandler subclass the handler file defines."""
+        from handlers.base import ManifestHandler
+
+        path = self.handler_path
+        if not path.exists():
+            raise FileNotFoundError(f"{self.name}: handler {path} does not exist")
+        if path.parent == ROOT / "handlers":
+            module = importlib.import_module(f"handlers.{path.stem}")  # shared code: one copy
+        else:
+            module = load_file(path, f"kit_models.{self.name}.{path.stem}")
+        classes = [
+            c
+            for _, c in inspect.getmembers(module, inspect.isclass)
+            if c.__module__ == module.__name__ and issubclass(c, ManifestHandler)
+        ]
         if len(classes) != 1:
-            raise ValueError(f"handlers/{self.handler}.py must define exactly one class, found {len(classes)}")
+            raise ValueError(f"{path} must define exactly one ManifestHandler subclass, found {len(classes)}")
         return classes[0]
+
+    def sample_entries(self) -> list[tuple[Path, str]]:
+        """(file, content type) of every committed sample, in a stable order."""
+        entries = []
+        for item in self.samples:
+            pattern, ctype = (item["path"], item.get("content_type")) if isinstance(item, dict) else (item, None)
+            found = [p for p in sorted(self.folder.glob(pattern)) if p.name != EXPECTED]
+            entries += [(p, ctype or content_type_of(p)) for p in found]
+        if not entries:
+            raise FileNotFoundError(f"{self.name}: no sample inputs match {self.samples} in {self.folder}")
+        return entries
 
     def sample_paths(self) -> list[Path]:
         """The committed sample files, in a stable order."""
-        paths = [p for pattern in self.samples for p in sorted(self.folder.glob(pattern))]
-        if not paths:
-            raise FileNotFoundError(f"{self.name}: no sample inputs match {self.samples} in {self.folder}")
-        return paths
+        return [path for path, _ in self.sample_entries()]
+
+    def read_samples(self) -> list[Sample]:
+        """The committed samples with their content types."""
+        return [Sample.read(path, ctype) for path, ctype in self.sample_entries()]
+
+    def demo_sample(self) -> Sample:
+        """The sample `make serve` sends: the spec's ``demo``, else the first sample."""
+        samples = self.read_samples()
+        if self.demo is None:
+            return samples[0]
+        for sample in samples:
+            if sample.path == self.folder / self.demo:
+                return sample
+        raise ValueError(f"{self.name}: demo {self.demo!r} is not one of its samples {self.samples}")
 
 
-def load_spec(name: str, models_dir: Path = MODELS) -> ModelSpec:
-    """Read and check ``models/<name>/spec.yaml``."""
-    folder = models_dir / name
+def input_spec(model: str, entry: dict) -> InputSpec:
+    """One ``inputs`` entry of spec.yaml as an InputSpec, with the missing key named."""
+    missing = [key for key in ("name", "dtype", "shape") if key not in entry]
+    if missing:
+        raise ValueError(f"{model}: an input in spec.yaml lacks {missing}: {entry}")
+    return InputSpec.from_dict(entry | {"dims": entry.get("dims") or {}})
+
+
+def load_file(path: Path, module_name: str) -> ModuleType:
+    """Import a Python file by its location (model folders need no ``__init__.py``), once."""
+    if module_name not in sys.modules:
+        found = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(found)
+        sys.modules[module_name] = module  # before running it: torch.jit.script reads the source through it
+        try:
+            found.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+    return sys.modules[module_name]
+
+
+def choices_left(value, where: str = "") -> list[str]:
+    """Where a spec still holds the ``CHOOSE`` placeholders `make new-model` wrote."""
+    if isinstance(value, dict):
+        return [w for k, v in value.items() for w in choices_left(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [w for i, v in enumerate(value) for w in choices_left(v, f"{where}[{i}]")]
+    return [where] if isinstance(value, str) and CHOOSE in value else []
+
+
+def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
+    """Read and check ``<models dir>/<name>/spec.yaml``."""
+    folder = (models_dir or MODELS) / name
     path = folder / "spec.yaml"
     if not path.exists():
-        known = sorted(p.parent.name for p in models_dir.glob("*/spec.yaml"))
+        known = sorted(p.parent.name for p in folder.parent.glob("*/spec.yaml"))
         raise FileNotFoundError(f"no model {name!r}: {path} is missing; known models: {known}")
     raw = yaml.safe_load(path.read_text())
+    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(ModelSpec)} - {"folder"})
+    if unknown:
+        known = sorted(f.name for f in dataclasses.fields(ModelSpec) if f.name != "folder")
+        raise ValueError(f"{path}: unknown keys {unknown}; known: {known}")
+    if left := choices_left(raw):
+        raise ValueError(f"{path}: replace the {CHOOSE} placeholders first: {', '.join(left)}")
     spec = ModelSpec(folder=folder, **raw)
     if spec.name != name:
         raise ValueError(f"{path}: name {spec.name!r} differs from its folder {name!r}")
     if spec.method not in ("trace", "script"):
         raise ValueError(f"{path}: method must be 'trace' or 'script', got {spec.method!r}")
-    unknown = sorted(set(spec.formats) - set(FORMATS))
-    if unknown:
+    if spec.imported and (Path(spec.source).suffix not in SOURCE_FORMATS or not spec.source_path.exists()):
+        raise ValueError(f"{path}: source {spec.source!r} must be model.py or a file {sorted(SOURCE_FORMATS)} here")
+    if spec.constants and spec.source_format == "onnx":
+        raise ValueError(f"{path}: an ONNX graph takes tensors only; declare {sorted(spec.constants)} as inputs")
+    if unknown := sorted(set(spec.formats) - set(FORMATS)):
         raise ValueError(f"{path}: unknown formats {unknown}; known: {list(FORMATS)}")
     return spec
 
 
 def requested(names: list[str], fmt: str) -> list[tuple[str, str]]:
-    """(model, format) pairs to build: served names (``digits_onnx``) name their format; ``all``
-    means every format each model's spec lists."""
+    """(model, format) pairs to build: a served name (``digits_onnx``) names its format, a model
+    name means ``fmt`` ("" or None: its primary format; ``all``: every format its spec lists)."""
     pairs = []
     for name in names:
         model, own = parse_served_name(name)
-        formats = [own] if own != DEFAULT_FORMAT else load_spec(model).formats if fmt == "all" else [fmt]
-        pairs += [(model, f) for f in formats]
+        formats = load_spec(model).formats
+        if name != model or not fmt:
+            chosen = [own]
+        else:
+            chosen = formats if fmt == "all" else [fmt]
+        pairs += [(model, f) for f in chosen]
     return pairs

@@ -90,23 +90,7 @@ def _load_aoti(path: Path, manifest: dict, threads: int) -> Callable:
 
 
 def _load_exported(path: Path, manifest: dict, threads: int) -> Callable:
-    # A torch.export ExportedProgram (.pt2 from torch.export.save): its constants are baked in.
     return torch.export.load(str(path)).module()
-
-
-class WithConstants:
-    """A loaded artifact called with the manifest's ``call_constants`` as keyword arguments, so a
-    handler calls ``model(*tensors)`` whatever non-tensor arguments its ``forward`` takes. Other
-    attributes (e.g. a ``reset`` method) are the artifact's own."""
-
-    def __init__(self, model: Callable, constants: dict):
-        self.model, self.constants = model, dict(constants)
-
-    def __call__(self, *tensors: torch.Tensor):
-        return self.model(*tensors, **self.constants)
-
-    def __getattr__(self, name: str):
-        return getattr(self.model, name)
 
 
 # Format name (as in the manifest) -> loader(path, manifest, threads). Handlers do not change.
@@ -118,13 +102,28 @@ LOADERS: dict[str, Callable[[Path, dict, int], Callable]] = {
 }
 
 
+class WithConstants:
+    """The model called with tensors only: the manifest's ``call_constants`` go in by keyword."""
+
+    def __init__(self, model: Callable, constants: dict):
+        self.model, self.constants = model, constants
+
+    def __call__(self, *tensors: torch.Tensor):
+        return self.model(*tensors, **self.constants)
+
+    def __getattr__(self, name: str):
+        if name == "model":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.model, name)  # e.g. the model's reset method
+
+
 def open_artifact(path: Path, manifest: dict, threads: int | None = None) -> Callable:
     """Load ``path`` with the runtime of ``manifest["format"]``; ``threads`` defaults to torch's."""
     fmt = manifest["format"]
     if fmt not in LOADERS:
         raise ValueError(f"{manifest['name']}: unknown artifact format {fmt!r}; known: {sorted(LOADERS)}")
     model = LOADERS[fmt](Path(path), manifest, threads or torch.get_num_threads())
-    constants = manifest.get("call_constants")
+    constants = manifest.get("call_constants") or {}
     return WithConstants(model, constants) if constants else model
 
 

@@ -76,7 +76,7 @@ class ManifestHandler:
         self.manifest = manifest
         self.input_specs = input_specs(manifest)
         hint = manifest.get("empty_hint")
-        self.empty_hint = f"POST the input ({hint})" if hint else SEND_A_BODY
+        self.empty_hint = hint or SEND_A_BODY  # the spec's empty_hint (export writes a default)
         # A stateful model (reset before each request) or one whose batches differ from single calls.
         self.one_per_call = bool(manifest.get("reset")) or manifest.get("batching", True) is False
         self.v2_inputs = self.v2_inputs or tuple(s.name for s in self.input_specs)

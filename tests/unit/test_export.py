@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import zipfile
 
 import pytest
 import torch
+import yaml
 
 from export.archive import ArchiveError, check_archive
-from export.build import export_model, to_torchscript
+from export.build import export_model
+from export.formats import to_torchscript
 from export.spec import load_spec
-from export.verify import Case, ExportError, parity_cases, verify_parity
-from handlers.artifact import load_artifact, read_manifest, sha256_of
+from export.verify import Case, ExportError, call, parity_cases, verify_parity
+from handlers.artifact import InputSpec, load_artifact, read_manifest
 from handlers.errors import ArtifactMismatch
 from tests.conftest import MODELS
 from tests.support import eager_model, random_inputs
@@ -21,18 +24,28 @@ from tests.support import eager_model, random_inputs
 
 @pytest.mark.parametrize("name", MODELS)
 def test_manifest_records_what_was_verified(build_dir, name):
+    """Checked against the spec file and the artifact themselves, not against what export assigned."""
     manifest = read_manifest(build_dir / name)
-    spec = load_spec(name)
-    assert manifest["sha256"] == sha256_of(build_dir / name / manifest["artifact"])
-    assert manifest["inputs"] == spec.inputs
-    assert manifest["method"] == spec.method and manifest["format"] == "torchscript"
+    raw = yaml.safe_load((load_spec(name).folder / "spec.yaml").read_text())
+    artifact = (build_dir / name / manifest["artifact"]).read_bytes()
+    assert manifest["sha256"] == hashlib.sha256(artifact).hexdigest()
+    declared = raw.get("inputs") or [raw["input"]]
+    assert [(i["name"], i["dtype"], i["shape"]) for i in manifest["inputs"]] == [
+        (i["name"], i["dtype"], i["shape"]) for i in declared
+    ]
+    assert manifest["format"] == "torchscript" and manifest["method"] == raw.get("method", "trace")
     assert manifest["versions"]["torch"] == torch.__version__
+    assert manifest["batching"] == raw.get("batching", True) and manifest["reset"] == raw.get("reset")
+    assert manifest["call_constants"] == ({} if raw.get("method", "trace") == "trace" else raw.get("constants", {}))
+    assert manifest["reference"]["kind"] == (
+        "model.py build()" if raw.get("source", "model.py") == "model.py" else "imported file"
+    )
     report = manifest["verification"]
-    assert report["max_abs_error"] <= spec.tolerance["atol"]
+    assert report["max_abs_error"] <= raw.get("tolerance", {"atol": 1e-5})["atol"]
     labels = [c["input"] for c in report["checked"]]
     # every sample alone, all together, and every extra size the spec asks for
     assert all(s in labels for s in manifest["samples"])
-    for dim, sizes in spec.verify_sizes.items():
+    for dim, sizes in raw.get("verify_sizes", {}).items():
         assert all(f"the samples with {dim}={size}" in labels for size in sizes)
 
 
@@ -58,12 +71,14 @@ class BranchOnSign(torch.nn.Module):
 
 def test_trace_that_diverges_is_rejected_and_points_to_script():
     positive, negative = torch.ones(1, 4), -torch.ones(1, 4)
-    cases = [Case("positive", positive), Case("negative", negative)]
-    traced = to_torchscript(BranchOnSign(), "trace", positive)
-    with pytest.raises(ExportError, match=r"toy: on negative .* differs from eager .*method: script"):
-        verify_parity("toy", traced, BranchOnSign(), cases, {"atol": 1e-5, "rtol": 1e-5}, hint=" set `method: script`")
-    scripted = to_torchscript(BranchOnSign(), "script", positive)
-    assert verify_parity("toy", scripted, BranchOnSign(), cases, {"atol": 1e-5, "rtol": 1e-5})["max_abs_error"] == 0
+    cases = [Case("positive", (positive,)), Case("negative", (negative,))]
+    wants = [call(BranchOnSign(), c.inputs) for c in cases]
+    tolerance = {"atol": 1e-5, "rtol": 1e-5}
+    traced = to_torchscript(BranchOnSign(), "trace", (positive,))
+    with pytest.raises(ExportError, match=r"toy: on negative .* differs from the reference .*method: script"):
+        verify_parity("toy", traced, cases, wants, tolerance, hint=" set `method: script`")
+    scripted = to_torchscript(BranchOnSign(), "script", (positive,))
+    assert verify_parity("toy", scripted, cases, wants, tolerance)["max_abs_error"] == 0
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
@@ -78,8 +93,10 @@ def test_tracing_the_sensor_model_is_rejected(tmp_path):
 
 
 def test_parity_cases_cover_each_sample_the_batch_and_extra_sizes():
-    samples = [Case("a", torch.zeros(1, 3)), Case("b", torch.ones(2, 3))]
-    cases = parity_cases(samples, ["batch", 3], {"batch": [1, 7]})
+    samples = [Case("a", (torch.zeros(1, 3),)), Case("b", (torch.ones(2, 3),))]
+    inputs = [InputSpec("x", "float32", ("batch", 3), {})]
+    join = lambda requests: (torch.cat([r[0] for r in requests]),)  # noqa: E731
+    cases = parity_cases(samples, inputs, {"batch": [1, 7]}, join)
     assert [c.label for c in cases] == [
         "a",
         "b",
@@ -87,7 +104,7 @@ def test_parity_cases_cover_each_sample_the_batch_and_extra_sizes():
         "the samples with batch=1",
         "the samples with batch=7",
     ]
-    assert cases[-1].tensor.shape == (7, 3) and cases[-1].tensor[3].sum() == 0  # cycled real rows
+    assert cases[-1].inputs[0].shape == (7, 3) and cases[-1].inputs[0][3].sum() == 0  # cycled real rows
 
 
 def test_tampered_artifact_is_refused(build_dir, tmp_path):

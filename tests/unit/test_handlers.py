@@ -254,9 +254,9 @@ def test_tensor_handler_refuses_bad_input(tmp_path, doc, status, words):
 
 
 def test_empty_body_says_what_the_manifest_hints(tmp_path):
-    folder = toy_folder(tmp_path, empty_hint='{"inputs": {"x": [...], "y": [...]}}')
+    folder = toy_folder(tmp_path, empty_hint='POST {"inputs": {"x": [...], "y": [...]}}')
     [(status, error)] = run_handler(toy_handler(folder), folder, [(b"", "application/json")])
-    assert status == 400 and 'POST the input ({"inputs": {"x": [...]' in error["message"], error
+    assert status == 400 and error["message"] == 'empty request body; POST {"inputs": {"x": [...], "y": [...]}}', error
 
 
 def test_one_poisoned_request_fails_alone_with_a_500_naming_model_and_request(tmp_path):
