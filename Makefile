@@ -256,3 +256,14 @@ test-image: image
 ## test-keys-expiry: keys with a one-minute expiry keep working past it (over a minute; `make test` uses 6 s keys)
 test-keys-expiry: venv
 	KIT_LONG_TESTS=1 $(PY) -m pytest -m long tests/integration/test_keys.py $(PYTEST_ARGS)
+
+# --- Fuzzing (tests/unit/test_fuzz.py) ----------------------------------------------------------
+# `make test` runs a short, fixed fuzz budget (KIT_FUZZ=quick, 60 examples per model and path);
+# this runs a long random one, replays the regression corpus, and prints the examples per model
+# and path with the worst time and memory per request. FUZZ_EXAMPLES overrides the count.
+FUZZ_EXAMPLES ?= 1500
+.PHONY: fuzz
+
+## fuzz: fuzz every model's handler on every path for minutes; failures land in tests/fuzz_corpus/
+fuzz: venv
+	KIT_FUZZ=long KIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/unit/test_fuzz.py tests/unit/test_fuzz_corpus.py $(PYTEST_ARGS)

@@ -53,9 +53,10 @@ class OnnxModel:
         self.session = session
         self.input_names = [i.name for i in session.get_inputs()]
 
-    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         feeds = {n: t.detach().contiguous().numpy() for n, t in zip(self.input_names, tensors, strict=True)}
-        return torch.from_numpy(self.session.run(None, feeds)[0])
+        outputs = tuple(torch.from_numpy(o) for o in self.session.run(None, feeds))
+        return outputs[0] if len(outputs) == 1 else outputs
 
 
 def _load_onnx(path: Path, manifest: dict, threads: int) -> Callable:
@@ -167,6 +168,16 @@ class InputSpec:
         """(min, max) of a named dimension; max is None when unbounded."""
         bounds = self.dims.get(dim, {})
         return bounds.get("min", 1), bounds.get("max")
+
+    def max_elements(self, unbounded: int) -> int:
+        """The most elements a tensor of this spec holds (``unbounded`` if a dimension has no maximum)."""
+        count = 1
+        for size in self.shape:
+            most = size if isinstance(size, int) else self.bounds(size)[1]
+            if most is None:
+                return unbounded
+            count *= most
+        return count
 
     def describe(self) -> str:
         """The spec as users read it: ``float32 tensor of shape [batch, 1, 8, 8]``."""

@@ -1,73 +1,58 @@
 """The one base every model's handler builds on.
 
-It loads the artifact named in the archive's manifest (checking its sha256) with the runtime of
-its format (TorchScript, ONNX Runtime or AOTInductor), sets the worker's thread count, and runs a
-batch as: ``preprocess`` each request → one ``inference`` call on all the good ones →
-``postprocess`` each result. A request that fails validation gets its own 4xx and JSON error body;
-its batch-mates are still answered.
+It loads the artifact named in the archive's manifest (checking its sha256) with the runtime of its
+format, and runs a batch as: decode each request (REST: ``preprocess``; v2: ``oip.parse_request``
+then ``preprocess_v2``) and ``check_inputs`` → one model call on all the good ones → ``postprocess``
+each request's rows → a JSON answer. Each request gets its own status: a RequestError its 4xx, any
+other exception its own 500 (logged with the traceback); batch-mates are still answered.
+(Over 250 lines: the one request flow every handler shares, kept in one file to be read top to bottom.)
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
 from handlers import oip
 from handlers.artifact import InputSpec, input_specs, load_artifact, read_manifest
-from handlers.errors import MalformedRequest, RequestError
-from handlers.inputs import read_body
+from handlers.errors import InternalError, InvalidInput, RequestError
+from handlers.inputs import SEND_A_BODY, read_body
 
 log = logging.getLogger(__name__)
+BATCH_HEADER = "X-Kit-Batch"  # "<n> requests, <m> rejected": the batch a request was answered in
+# A v2 input's elements when a dimension has no upper bound in the manifest (4 MB of float32).
+UNBOUNDED_ELEMENTS = 1 << 20
 
 
 class Decoded(NamedTuple):
-    """One request's input: a tensor per model input (one tensor, or a tuple in the manifest's input
-    order), whose first dimension holds the request's instances."""
+    """One request's input: one tensor per model input, in the manifest's order, whose first
+    dimension holds the request's instances."""
 
-    inputs: torch.Tensor | tuple[torch.Tensor, ...]
+    inputs: tuple[torch.Tensor, ...]
     single: bool  # the request sent one instance (answer with an object, not a list)
-    info: Any = None  # what the answer needs besides the model output (e.g. which texts were truncated)
-
-    @property
-    def tensors(self) -> tuple[torch.Tensor, ...]:
-        """The inputs as a tuple, one tensor per model input."""
-        return self.inputs if isinstance(self.inputs, tuple) else (self.inputs,)
-
-    @property
-    def tensor(self) -> torch.Tensor:
-        """The input of a one-input model."""
-        (only,) = self.tensors
-        return only
+    info: list | None = None  # per instance, what the answer needs besides the model output
 
 
 class ManifestHandler:
-    """Serve an artifact exported by ``export/``; subclasses say how bytes become tensors.
+    """Serve an artifact exported by ``export/``; subclasses say how bodies become tensors.
 
-    Example:
-        class DigitsClassifier(ManifestHandler):
-            def preprocess(self, body, content_type): ...  # -> Decoded
-            def postprocess(self, output): ...            # rows of one request -> list of items
+    A domain handler overrides ``preprocess`` (REST body → Decoded), ``preprocess_v2`` (a parsed v2
+    request → Decoded) and ``postprocess`` (one request's output rows → one JSON item per instance),
+    and names its answers' fields with their v2 datatypes in ``v2_outputs``.
     """
 
-    # Open Inference Protocol (v2): numeric tensor data goes to preprocess as JSON under
-    # ``v2_batch_key``; BYTES elements as strings under ``v2_bytes_key`` if set, else each element
-    # is one body of ``v2_bytes_type`` (base64 in JSON when that is not a text type).
-    v2_batch_key = ""
-    v2_bytes_key = ""
-    v2_bytes_type = ""
+    v2_inputs: tuple[str, ...] = ()  # names of the v2 input tensors (default: the manifest's inputs)
+    v2_outputs: dict[str, str] = {}  # answer field -> v2 datatype (the v2 outputs, in order)
 
     def __init__(self):
         self.manifest: dict = {}
         self.model: Any = None
         self.input_specs: list[InputSpec] = []
-        self.input_spec: InputSpec | None = None
+        self.empty_hint = SEND_A_BODY
         self.initialized = False
 
     def initialize(self, context) -> None:
@@ -75,9 +60,14 @@ class ManifestHandler:
         folder = Path(context.system_properties["model_dir"])
         settings = (getattr(context, "model_yaml_config", None) or {}).get("handler", {})
         self.configure(read_manifest(folder), folder, settings)
-        threads = int(settings.get("threads", os.environ.get("TS_KIT_THREADS", 1)))
+        threads = int(settings.get("threads", 1))
         set_threads(threads)
         self.model = load_artifact(folder, self.manifest, threads)
+        reset = self.manifest.get("reset")
+        if reset and not callable(getattr(self.model, reset, None)):  # refuse to load, not 500 every request
+            raise RuntimeError(
+                f"{self.manifest['name']}: the manifest's reset {reset!r} is not a method of the artifact"
+            )
         self.initialized = True
         log.info("loaded %s %s (%s)", self.manifest["name"], self.manifest["version"], self.manifest["format"])
 
@@ -85,76 +75,128 @@ class ManifestHandler:
         """Read the manifest and the model's extra files; export calls this too, without a model."""
         self.manifest = manifest
         self.input_specs = input_specs(manifest)
-        self.input_spec = self.input_specs[0]  # the input of one-input models
+        hint = manifest.get("empty_hint")
+        self.empty_hint = hint or SEND_A_BODY  # the spec's empty_hint (export writes a default)
+        # A stateful model (reset before each request) or one whose batches differ from single calls.
+        self.one_per_call = bool(manifest.get("reset")) or manifest.get("batching", True) is False
+        self.v2_inputs = self.v2_inputs or tuple(s.name for s in self.input_specs)
+        self.v2_limits = oip.Limits(len(self.v2_inputs), self.max_elements(), self.max_instances())
 
     def handle(self, data: list[dict], context) -> list:
         """TorchServe's entry point: one answer per request, in order."""
         answers: list = [None] * len(data)
-        good: list[tuple[int, Decoded]] = []
-        v2: dict[int, oip.V2Request] = {}
+        good: list[tuple[int, Decoded, oip.V2Request | None]] = []
         for idx, row in enumerate(data):
-            body, is_v2 = None, False
+            v2 = False
             try:
-                body, content_type = read_body(row, context, idx)
+                body, content_type = read_body(row, context, idx, self.empty_hint)
                 length = oip.header_length(context, idx)
-                is_v2 = oip.looks_like_v2(body, length)
-                if is_v2:
-                    v2[idx] = oip.parse_request(body, length)
-                    decoded = self.preprocess_v2(v2[idx])
-                else:
-                    decoded = self.preprocess(body, content_type)
-                self.check_inputs(decoded)
-                good.append((idx, decoded))
-            except RequestError as err:
-                answers[idx] = err.to_json() | ({"error": err.message} if is_v2 else {})
-                context.set_response_status(err.status, err.phrase, idx)
-                context.set_response_content_type(idx, "application/json")
-        # One line per batch: shows which requests were merged (the reliability tests read it).
-        log.info("batch of %d requests, %d rejected", len(data), len(data) - len(good))
-        if good:
-            outputs = self.inference(self.collate([d.tensors for _, d in good]))
-            sizes = [d.tensors[0].shape[0] for _, d in good]
-            for (idx, decoded), rows in zip(good, torch.split(outputs, sizes), strict=True):
-                items = self.postprocess(self.request_output(rows, decoded))
-                if idx in v2:
-                    answers[idx] = oip.response(self.manifest["name"], self.manifest["version"], v2[idx].id, items)
-                else:
-                    answers[idx] = items[0] if decoded.single else items
-                context.set_response_content_type(idx, "application/json")
+                v2 = oip.looks_like_v2(body, length)
+                good.append((idx, *self.decode(body, content_type, length, v2)))
+            except Exception as err:  # noqa: BLE001 - the last line of defence: this request only
+                answers[idx] = self.refuse(context, idx, err, v2)
+        log.debug("batch of %d requests, %d rejected", len(data), len(data) - len(good))
+        for idx in range(len(data)):
+            context.set_response_header(idx, BATCH_HEADER, f"{len(data)} requests, {len(data) - len(good)} rejected")
+        for (idx, decoded, request), outputs in zip(good, self.run(good), strict=True):
+            answers[idx] = self.answer(context, idx, decoded, request, outputs)
         return answers
 
+    def decode(self, body: Any, content_type: str, length: str | None, v2: bool) -> tuple[Decoded, Any]:
+        """One request → its checked inputs, and its parsed v2 request (None for REST)."""
+        request = oip.parse_request(body, self.v2_limits, length) if v2 else None
+        decoded = self.preprocess_v2(request) if v2 else self.preprocess(body, content_type)
+        self.check_inputs(decoded)
+        return decoded, request
+
+    def run(self, good: list[tuple[int, Decoded, Any]]) -> list:
+        """Per good request: its output tensors, or the exception its model call raised. A failing
+        batch is retried request by request, so one poisoned request fails alone."""
+        if not good:
+            return []
+        if not self.one_per_call and len(good) > 1:
+            try:
+                outputs = self.inference(self.collate([d.inputs for _, d, _ in good]))
+                sizes = [d.inputs[0].shape[0] for _, d, _ in good]
+                return list(zip(*(torch.split(o, sizes) for o in outputs), strict=True))
+            except Exception:  # noqa: BLE001 - retried alone below; a real bug fails each request
+                log.warning("model call failed for a batch of %d requests; retrying each alone", len(good))
+        results = []
+        for _, decoded, _ in good:
+            try:
+                if self.manifest.get("reset"):
+                    getattr(self.model, self.manifest["reset"])()
+                results.append(self.inference(decoded.inputs))
+            except Exception as err:  # noqa: BLE001 - answered as this request's 500
+                results.append(err)
+        return results
+
+    def answer(self, context, idx: int, decoded: Decoded, request: oip.V2Request | None, outputs: Any) -> Any:
+        """One request's JSON answer (or its 500), with its status and content type set."""
+        try:
+            if isinstance(outputs, Exception):
+                raise outputs
+            items = self.postprocess(outputs, decoded)
+            if request is not None:
+                name, version = self.manifest["name"], self.manifest["version"]
+                fields = [self.v2_fields(item) for item in items]
+                answer = oip.response(name, version, request.id, self.output_fields(), fields)
+            else:
+                answer = items[0] if decoded.single else items
+            json.dumps(answer, allow_nan=False)  # NaN/Infinity are not JSON: this request's 500, not a broken body
+        except Exception as err:  # noqa: BLE001 - the last line of defence: this request only
+            return self.refuse(context, idx, err, request is not None)
+        context.set_response_content_type(idx, "application/json")
+        return answer
+
+    def refuse(self, context, idx: int, err: Exception, v2: bool) -> dict:
+        """Request ``idx``'s error answer: its RequestError, or a logged 500 naming model and request."""
+        if not isinstance(err, RequestError):
+            request_id = context.get_request_id(idx) if context and context.request_ids else idx
+            name = self.manifest.get("name", type(self).__name__)
+            log.error("model %s, request %s: %s", name, request_id, type(err).__name__, exc_info=err)
+            err = InternalError(f"model {name} failed on request {request_id} ({type(err).__name__}); see its log")
+        context.set_response_status(err.status, err.phrase, idx)
+        context.set_response_content_type(idx, "application/json")
+        return err.to_json(v2)
+
     def preprocess(self, body: Any, content_type: str) -> Decoded:
-        """One request body → its input tensor(s); raise a RequestError for bad input."""
+        """One REST request body → its input tensors; raise a RequestError for bad input."""
         raise NotImplementedError
 
     def preprocess_v2(self, request: oip.V2Request) -> Decoded:
-        """A v2 request → its input tensor(s), through ``preprocess`` so both protocols validate alike."""
-        _, value = request.only_input()
-        if isinstance(value, np.ndarray):
-            return self.preprocess({self.v2_batch_key: value.tolist()}, "application/json")._replace(single=False)
-        if self.v2_bytes_key:
-            texts = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in value]
-            return self.preprocess({self.v2_bytes_key: texts}, "application/json")._replace(single=False)
-        parts = [self.preprocess(self._v2_element(v), self.v2_bytes_type) for v in value]
-        if not parts:
-            raise MalformedRequest("the v2 BYTES input holds no elements")
-        joined = self.collate([p.tensors for p in parts])
-        return Decoded(joined if len(joined) > 1 else joined[0], False)
+        """A parsed v2 request → its input tensors (every instance in the batch dimension)."""
+        raise NotImplementedError
 
-    def _v2_element(self, value: Any) -> Any:
-        """One BYTES element as the body ``preprocess`` expects for ``v2_bytes_type``."""
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value)
-        if self.v2_bytes_type.startswith("text/"):
-            return str(value)
-        try:
-            return base64.b64decode(str(value), validate=True)
-        except binascii.Error:
-            raise MalformedRequest(f"BYTES elements in JSON must be base64 ({self.v2_bytes_type})") from None
+    def postprocess(self, outputs: tuple[torch.Tensor, ...], decoded: Decoded) -> list:
+        """One request's output rows (one tensor per model output) → one JSON-able item per instance."""
+        raise NotImplementedError
+
+    def v2_fields(self, item: Any) -> dict:
+        """One instance's answer as v2 fields (``v2_outputs``' names -> values); a dict by default."""
+        return item if isinstance(item, dict) else {}
+
+    def output_fields(self) -> dict[str, str]:
+        """Answer field -> v2 datatype: ``v2_outputs``, or the manifest's outputs."""
+        return self.v2_outputs or {o["name"]: oip.datatype_of(o["dtype"]) for o in output_specs(self.manifest)}
+
+    def decode_elements(self, tensor: oip.V2Tensor, decode_one) -> Decoded:
+        """A v2 BYTES input whose elements are each one REST body: each is decoded and checked
+        against the manifest alone (so no element's size reaches collate), then they are joined."""
+        parts = []
+        for i, element in enumerate(tensor.data):
+            try:
+                part = decode_one(element)
+                self.check_inputs(part)
+            except RequestError as err:
+                raise type(err)(f"input {tensor.name!r} element {i}: {err.message}") from None
+            parts.append(part)
+        info = [x for p in parts for x in (p.info or [None] * p.inputs[0].shape[0])]
+        return Decoded(self.collate([p.inputs for p in parts]), False, info)
 
     def check_inputs(self, decoded: Decoded) -> None:
         """Raise InvalidInput unless each tensor matches its input spec (dtype, shape, bounds)."""
-        tensors = decoded.tensors
+        tensors = decoded.inputs
         if len(tensors) != len(self.input_specs) or len({t.shape[0] for t in tensors}) != 1:
             # The handler's own code disagrees with its manifest: a bug, not the client's fault.
             raise ValueError(
@@ -170,29 +212,41 @@ class ManifestHandler:
         ``pad`` value."""
         return tuple(pad_and_cat([r[i] for r in requests], spec.pad) for i, spec in enumerate(self.input_specs))
 
-    def inference(self, batch: tuple[torch.Tensor, ...] | torch.Tensor) -> torch.Tensor:
+    def inference(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """The model on the whole batch, in chunks no larger than the largest batch verified at
         export (several full requests can exceed it; an exported graph is only checked up to it)."""
-        tensors = batch if isinstance(batch, tuple) else (batch,)
-        size, step = tensors[0].shape[0], self.max_batch() or tensors[0].shape[0]
+        size, step = batch[0].shape[0], self.max_instances(None) or batch[0].shape[0]
         with torch.inference_mode():
-            if size <= step:
-                return self.model(*tensors)
-            return torch.cat([self.model(*(t[i : i + step] for t in tensors)) for i in range(0, size, step)])
+            chunks = [as_tuple(self.model(*(t[i : i + step] for t in batch))) for i in range(0, size, step)]
+        return chunks[0] if len(chunks) == 1 else tuple(torch.cat(parts) for parts in zip(*chunks, strict=True))
 
-    def max_batch(self) -> int | None:
+    def max_instances(self, default: int | None = 64) -> int | None:
         """The upper bound of the first input's first (batch) dimension in the manifest."""
         first = self.input_specs[0].shape[0] if self.input_specs else None
-        return self.input_specs[0].bounds(first)[1] if isinstance(first, str) else None
+        return (self.input_specs[0].bounds(first)[1] if isinstance(first, str) else None) or default
 
-    def request_output(self, rows: torch.Tensor, decoded: Decoded) -> Any:
-        """What ``postprocess`` gets for one request: its output rows. A handler whose answer also
-        depends on the request (``decoded.info``) pairs them here."""
-        return rows
+    def max_elements(self) -> int:
+        """The most elements any one input may hold (its manifest bounds), for v2 requests."""
+        return max((spec.max_elements(UNBOUNDED_ELEMENTS) for spec in self.input_specs), default=UNBOUNDED_ELEMENTS)
 
-    def postprocess(self, output: Any) -> list:
-        """The model output rows of one request → one JSON-able item per row."""
-        raise NotImplementedError
+    def v2_input(self, request: oip.V2Request, name: str) -> oip.V2Tensor:
+        """The request's input ``name`` (several named inputs map to the model's inputs by name)."""
+        if name not in request.inputs or len(request.inputs) > len(self.v2_inputs):
+            raise InvalidInput(
+                f"expected the input tensor(s) {list(self.v2_inputs)}; got {len(request.inputs)} other(s)"
+            )
+        return request.inputs[name]
+
+
+def output_specs(manifest: dict) -> list[dict]:
+    """The model's outputs as the manifest lists them (``{name, dtype, shape}``); one float32
+    ``output`` for manifests written before outputs were declared."""
+    return manifest.get("outputs") or [{"name": "output", "dtype": "float32"}]
+
+
+def as_tuple(output: Any) -> tuple[torch.Tensor, ...]:
+    """A model's output (a tensor, or a tuple or list of them) as a tuple."""
+    return tuple(output) if isinstance(output, (tuple, list)) else (output,)
 
 
 def pad_and_cat(tensors: list[torch.Tensor], value: float = 0) -> torch.Tensor:

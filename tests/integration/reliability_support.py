@@ -15,7 +15,7 @@ from client.api import TorchServeClient
 from client.server import Server
 from export.samples import Sample
 from export.spec import load_spec
-from tests.support import eager_output, make_context
+from tests.support import eager_model, make_context, run_handler
 
 TIMEOUT = 60  # s per request: generous for two busy cores
 
@@ -101,9 +101,11 @@ class InProcess:
             if model not in self.handlers:
                 handler = load_spec(model).handler_class()()
                 handler.initialize(make_context(self.unpacked[model], []))
+                handler.model = eager_model(model)  # the reference: the eager model, not the artifact
                 self.handlers[model] = handler
-            items = self.handlers[model].postprocess(eager_output(model, self.handlers[model], sample))
-            self.answers[key] = items[0] if len(items) == 1 else items
+            body = [(sample.raw, sample.content_type)]
+            [(status, self.answers[key])] = run_handler(self.handlers[model], self.unpacked[model], body)
+            assert status == 200, self.answers[key]
         return self.answers[key]
 
 

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from export.spec import load_spec
+from handlers.artifact import sha256_of
+from handlers.tensor import TensorHandler
 from tests.conftest import MODELS
 from tests.support import (
     assert_same_answer,
+    eager_model,
     expected_outputs,
     load_handlers,
-    reference_answer,
+    make_context,
     run_handler,
     samples,
 )
+
+
+def reference_answer(name: str, handler, folder, sample):
+    """The answer with the eager model (an independent reference) in place of the artifact."""
+    artifact, handler.model = handler.model, eager_model(name)
+    try:
+        [(status, answer)] = run_handler(handler, folder, [(sample.raw, sample.content_type)])
+    finally:
+        handler.model = artifact
+    assert status == 200, answer
+    return answer
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +46,7 @@ def test_each_sample_matches_the_eager_model(handlers, unpacked, name):
     for sample in samples(name):
         [(status, answer)] = run_handler(handler, unpacked[name], [(sample.raw, sample.content_type)])
         assert status == 200, answer
-        assert_same_answer(answer, reference_answer(name, handler, sample))
+        assert_same_answer(answer, reference_answer(name, handler, unpacked[name], sample))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -98,7 +114,7 @@ BAD = [
         json.dumps({"images": [[[0] * 8] * 8] * 65}).encode(),
         "application/json",
         422,
-        "batch between 1 and 64",
+        "at most 64 per request",
     ),
     ("digits", b"hello", "text/plain", 415, "not supported"),
     ("digits", b"not an image", "image/png", 400, "not a readable PNG"),
@@ -129,4 +145,133 @@ def test_bad_input_gets_its_status_and_a_clear_message(handlers, unpacked, name,
     assert bad_status == status, error
     assert error["code"] == status and error["type"] and words in error["message"], error
     assert good_status == 200
-    assert_same_answer(answer, reference_answer(name, handlers[name], good))
+    assert_same_answer(answer, reference_answer(name, handlers[name], unpacked[name], good))
+
+
+# --- The generic tensor handler (a model folder without handler.py) --------------------------------
+
+
+class Toy(torch.nn.Module):
+    """Two inputs, a constant argument, two outputs, and state that leaks between calls unless reset."""
+
+    def __init__(self, stateful: bool = True):
+        super().__init__()
+        self.stateful = stateful
+        self.register_buffer("calls", torch.zeros(1) if stateful else torch.ones(1))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.stateful:
+            self.calls += 1
+        return x * scale + y + self.calls, (x - y).sum(dim=1)
+
+    @torch.jit.export
+    def reset(self) -> None:
+        self.calls.zero_()
+
+
+def toy_folder(root: Path, fmt: str = "torchscript", stateful: bool = True, **manifest) -> Path:
+    """An unpacked archive of Toy as the loader sees it: artifact, manifest, model-config.yaml."""
+    folder = root / fmt
+    (folder / "MAR-INF").mkdir(parents=True)
+    (folder / "MAR-INF" / "MANIFEST.json").write_text(json.dumps({"model": {"modelName": "toy"}}))
+    (folder / "model-config.yaml").write_text("handler: {threads: 1}\n")
+    if fmt == "torchscript":
+        artifact, constants = "toy.pt", {"scale": 2.0}
+        torch.jit.script(Toy(stateful)).save(str(folder / artifact))
+        manifest = manifest if stateful else {"reset": None} | manifest
+    else:  # an ExportedProgram keeps only forward (no reset method): a stateless Toy
+        artifact, manifest = "toy.pt2", {"reset": None} | manifest
+        constants = {"scale": 2.0}  # specialised at export, yet still an argument of the call: by keyword
+        example, batch = (torch.ones(2, 3), torch.ones(2, 3)), torch.export.Dim("batch", min=1, max=4)
+        shapes = {"x": {0: batch}, "y": {0: batch}, "scale": None}
+        exported = torch.export.export(Toy(stateful=False), example, constants, dynamic_shapes=shapes)
+        torch.export.save(exported, str(folder / artifact))
+    spec = {"dtype": "float32", "shape": ["batch", 3], "dims": {"batch": {"min": 1, "max": 4}}}
+    doc = {"name": "toy", "version": "1", "format": fmt, "artifact": artifact, "sha256": sha256_of(folder / artifact)}
+    doc |= {"inputs": [spec | {"name": "x"}, spec | {"name": "y"}], "call_constants": constants, "reset": "reset"}
+    doc |= {"outputs": [{"name": "sum", "dtype": "float32"}, {"name": "diff", "dtype": "float32"}]} | manifest
+    (folder / "manifest.json").write_text(json.dumps(doc))
+    return folder
+
+
+def toy_handler(folder: Path) -> TensorHandler:
+    handler = TensorHandler()
+    handler.initialize(make_context(folder, []))
+    return handler
+
+
+def toy_answer(x: list, y: list, calls: int = 1) -> dict:
+    """Toy's answer for one instance, computed here in plain Python."""
+    return {"sum": [a * 2 + b + calls for a, b in zip(x, y, strict=True)], "diff": sum(x) - sum(y)}
+
+
+def send(handler, folder, *docs) -> list:
+    return run_handler(handler, folder, [(json.dumps(d).encode(), "application/json") for d in docs])
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "exported"])
+def test_tensor_handler_answers_named_outputs(tmp_path, fmt):
+    folder = toy_folder(tmp_path, fmt)
+    handler = toy_handler(folder)
+    x, y = [1.0, 2.0, 3.0], [0.0, 0.5, 1.0]
+    one, batch = {"inputs": {"x": x, "y": y}}, {"inputs": {"x": [x, y], "y": [y, y]}}
+    # three requests in one call: each answered alone, the model's state reset before each
+    answers = send(handler, folder, one, batch, one)
+    assert [s for s, _ in answers] == [200] * 3, answers
+    assert_same_answer(answers[0][1], toy_answer(x, y))
+    assert_same_answer(answers[1][1], [toy_answer(x, y), toy_answer(y, y)])
+    assert answers[2][1] == answers[0][1]
+
+
+def test_tensor_handler_v2_inputs_and_outputs_by_name(tmp_path):
+    folder = toy_folder(tmp_path)
+    x, y = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    tensors = [{"name": n, "shape": [2, 3], "datatype": "FP32", "data": v} for n, v in (("y", y), ("x", x))]
+    [(status, answer)] = send(toy_handler(folder), folder, {"id": "a", "inputs": tensors})
+    assert status == 200, answer
+    want = [toy_answer(a, b) for a, b in zip(x, y, strict=True)]
+    by_name = {o["name"]: o for o in answer["outputs"]}
+    assert by_name["sum"]["shape"] == [2, 3] and by_name["sum"]["datatype"] == "FP32"
+    assert by_name["sum"]["data"] == [v for w in want for v in w["sum"]]
+    assert by_name["diff"] == {"name": "diff", "shape": [2], "datatype": "FP32", "data": [w["diff"] for w in want]}
+
+
+TOY_BAD = [
+    ({"inputs": {"x": [1.0, 2.0, 3.0]}}, 400, 'expected {"inputs"'),
+    ({"inputs": {"x": [1.0, 2.0], "y": [1.0, 2.0]}}, 422, "shape [batch, 3]"),
+    ({"inputs": {"x": [[1.0, 2.0, 3.0]] * 5, "y": [[1.0, 2.0, 3.0]] * 5}}, 422, "at most 4"),
+    ({"inputs": {"x": [1.0, 2.0, 3.0], "y": [[1.0, 2.0, 3.0]]}}, 422, "not a mix"),
+    ({"inputs": {"x": ["a", "b", "c"], "y": [1.0, 2.0, 3.0]}}, 422, "type string"),
+    (42, 400, "got a number"),
+]
+
+
+@pytest.mark.parametrize(("doc", "status", "words"), TOY_BAD, ids=[str(i) for i in range(len(TOY_BAD))])
+def test_tensor_handler_refuses_bad_input(tmp_path, doc, status, words):
+    folder = toy_folder(tmp_path)
+    [(got, error)] = send(toy_handler(folder), folder, doc)
+    assert got == status and words in error["message"], error
+
+
+def test_empty_body_says_what_the_manifest_hints(tmp_path):
+    folder = toy_folder(tmp_path, empty_hint='POST {"inputs": {"x": [...], "y": [...]}}')
+    [(status, error)] = run_handler(toy_handler(folder), folder, [(b"", "application/json")])
+    assert status == 400 and error["message"] == 'empty request body; POST {"inputs": {"x": [...], "y": [...]}}', error
+
+
+def test_one_poisoned_request_fails_alone_with_a_500_naming_model_and_request(tmp_path):
+    folder = toy_folder(tmp_path, stateful=False)  # batched: one model call for all three
+    handler = toy_handler(folder)
+    artifact = handler.model
+
+    def poisoned(x, y):
+        if bool((x == 666).any()):
+            raise RuntimeError("poison")
+        return artifact(x, y)
+
+    handler.model = poisoned
+    good, bad = {"inputs": {"x": [1.0, 2.0, 3.0], "y": [0.0] * 3}}, {"inputs": {"x": [666.0] * 3, "y": [0.0] * 3}}
+    answers = send(handler, folder, good, bad, good)
+    assert [s for s, _ in answers] == [200, 500, 200], answers
+    assert "toy" in answers[1][1]["message"] and "req-1" in answers[1][1]["message"]
+    assert answers[0][1] == answers[2][1] == toy_answer([1.0, 2.0, 3.0], [0.0] * 3)
