@@ -30,6 +30,7 @@ from werkzeug.serving import WSGIRequestHandler
 from bench.archive import handler_class, model_yaml, unpack
 from export.samples import torchserve_value
 from handlers.artifact import read_manifest
+from handlers.base import as_tuple
 from handlers.errors import RequestError
 
 
@@ -58,16 +59,11 @@ def create_app(model_dir: Path) -> Flask:
         with one_at_a_time, torch.no_grad():
             if reset:
                 getattr(model, reset)()
-            output = model(*tensors(decoded), **constants)
-        items = codec.postprocess(codec.request_output(output, decoded) if hasattr(codec, "request_output") else output)
+            outputs = as_tuple(model(*decoded.inputs, **constants))
+        items = codec.postprocess(outputs, decoded)
         return jsonify(items[0] if decoded.single else items)
 
     return app
-
-
-def tensors(decoded) -> tuple:
-    """The model inputs of a decoded request (one tensor, or one per input)."""
-    return getattr(decoded, "tensors", None) or (decoded.tensor,)
 
 
 def main(argv: list[str] | None = None) -> int:

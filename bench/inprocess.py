@@ -103,8 +103,7 @@ def run(
 
 def instances(decoded) -> int:
     """Instances in one decoded request: the first dimension of its (first) input tensor."""
-    tensors = getattr(decoded, "tensors", None) or (decoded.tensor,)
-    return int(tensors[0].shape[0])
+    return int(decoded.inputs[0].shape[0])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ PARTS = [
     ("JSON encoding of answers", ("json/encoder.py", "json/__init__.py")),
     ("handler: decode input", ("handlers/inputs.py", "PIL/", "preprocess", "tokenizers")),
     ("handler: encode answer", ("postprocess",)),
-    ("handler: other", ("handlers/", "_classifier.py", "_anomaly.py", "_embedder.py")),
+    ("handler: other", ("handlers/", "/handler.py")),  # the shared base, and the model folder's handler
     ("socket wait / protocol decode", ("otf_message_handler.py", "model_service_worker.py")),
 ]
 

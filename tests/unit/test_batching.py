@@ -15,10 +15,12 @@ import random
 import pytest
 import torch
 
+from client.answers import difference
 from export.spec import load_spec
 from handlers.base import pad_and_cat
 from handlers.batching import CostModel, Planner, calibrate, padded_fraction, plan_groups
 from tests.conftest import MODELS
+from tests.support import make_context, run_handler, samples
 
 COSTS = [CostModel(0, 1), CostModel(5, 0.1), CostModel(50, 1, 0.01), CostModel(0.5, 0, 0.1), CostModel(2, 0.3, 0)]
 
@@ -233,3 +235,25 @@ def test_grouped_answers_equal_each_request_run_alone(name):
     assert stats["calls"] > 1
     tol = spec.tolerance
     torch.testing.assert_close(grouped, want, atol=tol["atol"], rtol=tol["rtol"])
+
+
+@pytest.mark.parametrize("name", PADDED)
+def test_the_served_handler_answers_a_mixed_batch_in_length_groups_as_each_request_alone(name, unpacked):
+    """handle() on the archive, its samples (of different lengths) as one batch: more than one model
+    call, and every answer as the same request gets when it is sent alone."""
+    handler = load_spec(name).handler_class()()
+    handler.initialize(make_context(unpacked[name], []))
+    served, calls = handler.model, []
+
+    def counted(*tensors):
+        calls.append(tuple(tensors[0].shape))
+        return served(*tensors)
+
+    handler.model = counted
+    bodies = [(s.raw, s.content_type) for s in samples(name)]
+    together = run_handler(handler, unpacked[name], bodies)
+    assert len(calls) > 1, calls
+    for body, (status, answer) in zip(bodies, together, strict=True):
+        [(alone_status, alone)] = run_handler(handler, unpacked[name], [body])
+        assert status == alone_status == 200
+        assert difference(answer, alone, load_spec(name).tolerance, strict=True) is None
