@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,12 @@ from bench.flask_process import FlaskServer
 from bench.payloads import corpora, payloads
 from bench.run import Settings, flask_point, in_process, torchserve_point, workload_id
 from bench.summary import limits, server_cpu_ms
+from client.api import TorchServeError
 from client.server import Server
 from export.paths import MODEL_STORE, ROOT, model_names
 
 RESULTS = ROOT / "bench" / "results"
+SWEEPS = ["length", "threads", "delay", "logging", "netty", "batching", "workers", "flask", "inprocess"]
 LOGGING_KEYS = ("vmargs", "async_logging", "disable_system_metrics")
 QUIET_LOGS = {"vmargs": f"-Dlog4j.configurationFile=file://{ROOT / 'bench' / 'log4j2.xml'}"}
 
@@ -74,6 +77,18 @@ def sweeps(light: str, heavy: str) -> dict[str, Sweep]:
                     "batch 16, delay 1 ms; 2 x 1; one padded call",
                     model=_workers(16, 2, 1) | {"handler.length_batching": False},
                 ),
+            ],
+        ),
+        "threads": Sweep(  # phase 2: the candidates for the defaults, with the planner in the handler
+            [heavy],
+            [1, 16, 64],
+            [
+                Variant("batch 1; 2 workers x 1 thread (before)", model=_workers(1, 2, 1)),
+                Variant("Flask as tutorials run it", flask_nodelay=False),
+                Variant("batch 8, delay 1 ms; 2 x 1", model=_workers(8, 2, 1)),
+                Variant("batch 16, delay 1 ms; 2 x 1", model=_workers(16, 2, 1)),
+                Variant("batch 8, delay 1 ms; 1 x 2", model=_workers(8, 1, 2)),
+                Variant("batch 16, delay 1 ms; 1 x 2", model=_workers(16, 1, 2)),
             ],
         ),
         "delay": Sweep(
@@ -196,7 +211,20 @@ def measure_variant(server, model: str, concurrency: list[int], variant: Variant
                 yield corpus, c, torchserve_point(server, model, payloads(model, corpus), c, settings, token)
     finally:
         torchserve.drain(server, model, payloads(model, chosen[0])[0], token)  # unregistering needs an empty queue
-        server.client().unregister(model)
+        unregister(server, model)
+
+
+def unregister(server, model: str, attempts: int = 5) -> None:
+    """Unregister ``model``; TorchServe 0.12 sometimes answers 500 ConcurrentModificationException
+    while its workers are still stopping (seen with 3 workers), and a later try succeeds."""
+    for attempt in range(attempts):
+        try:
+            server.client().unregister(model)
+            return
+        except TorchServeError as err:
+            if "ConcurrentModification" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt)
 
 
 def inprocess_threads(model: str, settings: Settings, threads: list[int]) -> dict:
@@ -271,9 +299,7 @@ def render(tuning: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen sweeps (default: all) and rewrite tuning.md."""
     parser = argparse.ArgumentParser(prog="python -m bench.tune", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "sweeps", nargs="*", help="length, delay, logging, netty, batching, workers, flask, inprocess (default: all)"
-    )
+    parser.add_argument("sweeps", nargs="*", help=f"{', '.join(SWEEPS)} (default: all)")
     parser.add_argument("--duration", type=int, default=3, help="s per measured run (default: 3)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds (default: 3)")
     parser.add_argument("--models", nargs="+", help="restrict every sweep to these models (default: each sweep's)")
