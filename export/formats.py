@@ -170,7 +170,7 @@ def _save_exported(source: Source, spec: ModelSpec, example: tuple, path: Path) 
     return {"call_constants": {}}
 
 
-FORMATS: dict[str, Format] = {
+EXPORTERS: dict[str, Format] = {
     "torchscript": Format(".pt", "torch.jit", _save_torchscript),
     "onnx": Format(".onnx", "torch.onnx.export (dynamo)", _save_onnx),
     "aoti": Format(".pt2", "torch.export + AOTInductor", _save_aoti),

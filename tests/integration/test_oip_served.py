@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 
 from export.spec import load_spec
 from tests.conftest import MODELS
-from tests.support import samples
+from tests.support import samples, tolerance
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,8 @@ def test_v2_answers_match_rest(v2, client, model, binary):
                 assert [json.loads(v) for v in array.reshape(-1)] == want, (sample.path.name, out)
             else:
                 assert array.shape[0] == len(items), (sample.path.name, out)
-                np.testing.assert_allclose(array.astype(np.float64), np.asarray(want, np.float64), atol=1e-5)
+                tol = tolerance(model)
+                np.testing.assert_allclose(array.astype(np.float64), np.asarray(want, np.float64), **tol)
 
 
 def test_v2_bad_input_gets_the_same_4xx(v2, client):

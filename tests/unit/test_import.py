@@ -32,8 +32,8 @@ class JsonTensors(ManifestHandler):
     def preprocess(self, body, content_type):
         return Decoded(tuple(torch.tensor(body["inputs"][s.name]) for s in self.input_specs), False)
 
-    def postprocess(self, output):
-        return output.tolist()
+    def postprocess(self, outputs, decoded):
+        return outputs[0].tolist()
 '''
 INPUTS = [
     {"name": "signal", "dtype": "float32", "shape": ["batch", 3], "dims": {"batch": {"min": 1, "max": 16}}},
@@ -140,6 +140,16 @@ def test_a_model_that_keeps_state_is_refused_unless_it_declares_a_reset(tmp_path
     spec.batching = False
     manifest = export_model(spec, tmp_path / "out")
     assert manifest["reset"] == "reset" and manifest["batching"] is False
+
+
+def test_a_model_with_a_reset_is_refused_in_formats_that_drop_the_method(tmp_path):
+    models = folder_with(
+        tmp_path, "counter", {"source": "model.pt", "reset": "reset", "formats": ["torchscript", "onnx"]}, Counter()
+    )
+    with pytest.raises(
+        ValueError, match=r"reset \('reset'\) is served as TorchScript only.*\['onnx'\].*formats: \[torchscript\]"
+    ):
+        load_spec("counter", models)
 
 
 def test_batched_answers_unlike_single_ones_need_batching_false(tmp_path):
