@@ -125,6 +125,26 @@ def test_a_torchscript_file_becomes_onnx_but_not_pt2(tmp_path):
         export_model(load_spec("mixer", models), tmp_path / "mixer_aoti", "aoti")
 
 
+def test_an_exported_program_with_a_constant_is_called_with_it_and_becomes_onnx(tmp_path):
+    spec = {"source": "model.pt2", "constants": {"gain": 0.5}, "formats": ["exported", "onnx"]}
+    models = folder_with(tmp_path, "mixer", spec)
+    batch = torch.export.Dim("batch", min=1, max=16)
+    shapes = {"signal": {0: batch}, "weights": {0: batch}, "gain": None}
+    program = torch.export.export(
+        Mixer().eval(), (torch.ones(2, 3), torch.ones(2, 5)), {"gain": 0.5}, dynamic_shapes=shapes
+    )
+    torch.export.save(program, str(models / "mixer" / "model.pt2"))
+    x = (torch.randn(4, 3), torch.randn(4, 5))
+    with torch.inference_mode():
+        want = Mixer().eval()(*x, gain=0.5)
+    for fmt, constants in (("exported", {"gain": 0.5}), ("onnx", {})):  # the program's signature keeps the gain
+        out = tmp_path / f"mixer_{fmt}"
+        manifest = export_model(load_spec("mixer", models), out, fmt)
+        assert manifest["call_constants"] == constants, fmt
+        with torch.inference_mode():
+            torch.testing.assert_close(load_artifact(out, read_manifest(out))(*x), want, atol=1e-5, rtol=1e-5)
+
+
 def test_a_missing_constant_is_explained(tmp_path):
     models = folder_with(tmp_path, "mixer", {"source": "model.pt"}, Mixer())
     with pytest.raises(ExportError, match=r"non-tensor argument 'gain' .* `constants: \{gain: <value>\}`"):
