@@ -162,14 +162,16 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 bench: archive bench-tools $(VENV)/.bench-installed
 	$(PY) -m bench $(BENCH_ARGS)
 
-## bench-tune: measure the settings behind the defaults (~30 min); writes bench/results/tuning.md
+## bench-tune: measure the settings behind the defaults (~60 min); writes bench/results/tuning.md
+# TUNE_ARGS: sweeps and flags for `python -m bench.tune` (e.g. `length delay --repeats 2`; see --help).
+TUNE_ARGS ?=
 bench-tune: archive bench-tools $(VENV)/.bench-installed
-	$(PY) -m bench.tune --quiet-logs
+	$(PY) -m bench.tune --quiet-logs $(TUNE_ARGS)
 
 ## bench-smoke: the benchmark on a handful of requests (seconds per point; numbers mean nothing)
 bench-smoke: archive bench-tools venv
-	$(PY) -m bench --concurrency 1 4 --duration 1 --warmup 0 --repeats 1 --inprocess-batches 1 \
-	  --inprocess-seconds 0.2 --no-plot --out build/bench-smoke
+	$(PY) -m bench --concurrency 1 4 --duration 1 --warmup 1 --repeats 1 --inprocess-batches 1 \
+	  --inprocess-seconds 0.2 --inprocess-bodies 4 --checked 4 --no-plot --out build/bench-smoke
 
 # --- Formats (docs/FORMATS.md) -------------------------------------------------------------------
 .PHONY: formats-table

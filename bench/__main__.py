@@ -18,6 +18,9 @@ def parser() -> argparse.ArgumentParser:
     d = Settings()
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=model_names(), help="models (default: every model)")
+    p.add_argument(
+        "--corpora", nargs="+", help="only these corpora (default: each model folder's bench/*.json, else its samples)"
+    )
     p.add_argument("--concurrency", type=int, nargs="+", default=d.concurrency, help=f"(default: {d.concurrency})")
     p.add_argument("--duration", type=int, default=d.duration, help=f"s per measured run (default: {d.duration})")
     p.add_argument(
@@ -33,6 +36,18 @@ def parser() -> argparse.ArgumentParser:
         default=d.inprocess_batches,
         help=f"(default: {d.inprocess_batches})",
     )
+    p.add_argument(
+        "--inprocess-bodies",
+        type=int,
+        default=d.inprocess_bodies,
+        help=f"bodies of a corpus each in-process batch size is timed on (default: {d.inprocess_bodies})",
+    )
+    p.add_argument(
+        "--checked",
+        type=int,
+        default=d.checked,
+        help=f"bodies per corpus whose answers are compared (default: {d.checked})",
+    )
     p.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives to serve (default: model_store)")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config.properties line (repeatable)"
@@ -42,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MODEL:KEY=VALUE",
-        help="override a model-config.yaml key of one archive (threads: handler.threads; repeatable)",
+        help="override a model-config.yaml key of one archive (threads or handler.KEY: under handler; repeatable)",
     )
     p.add_argument("--out", type=Path, default=RESULTS, help="where to write (default: bench/results)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed; default: plot)")
@@ -50,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def model_overrides(items: list[str]) -> dict:
-    """``["digits:maxBatchDelay=1", ...]`` -> ``{"digits": {"maxBatchDelay": 1}}``."""
+    """``["<model>:maxBatchDelay=1", ...]`` -> ``{"<model>": {"maxBatchDelay": 1}}``."""
     out: dict = {}
     for item in items:
         model, setting = item.split(":", 1)
@@ -78,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         inprocess_seconds=args.inprocess_seconds,
         overrides=dict(item.split("=", 1) for item in args.set),
         model_overrides=model_overrides(args.model_set),
+        corpora=args.corpora,
+        checked=args.checked,
+        inprocess_bodies=args.inprocess_bodies,
     )
     results = run(settings, log=lambda line: print(line, flush=True))
     args.out.mkdir(parents=True, exist_ok=True)

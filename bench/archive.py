@@ -64,15 +64,16 @@ def context(model_dir: Path, name: str, config: dict, content_types: list[str]) 
 
 
 def variant_archive(source: Path, target: Path, changes: dict) -> Path:
-    """A copy of ``source`` whose model-config.yaml has ``changes`` (``threads`` goes under handler)."""
+    """A copy of ``source`` whose model-config.yaml has ``changes`` (``threads`` and ``handler.<key>``
+    go under ``handler``)."""
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zout:
         for item in zin.infolist():
             data = zin.read(item.filename)
             if item.filename == "model-config.yaml" and changes:
                 config = yaml.safe_load(data) or {}
                 for key, value in changes.items():
-                    if key == "threads":
-                        config.setdefault("handler", {})["threads"] = value
+                    if key == "threads" or key.startswith("handler."):
+                        config.setdefault("handler", {})[key.removeprefix("handler.")] = value
                     else:
                         config[key] = value
                 data = yaml.safe_dump(config, sort_keys=False).encode()

@@ -1,11 +1,16 @@
 """The common alternative: a Flask app serving the same artifact the way tutorials do.
 
-Usage: ``python -m bench.flask_app --archive model_store/digits.mar --port 5000``.
+Usage: ``python -m bench.flask_app --archive model_store/<model>.mar --port 5000``.
 
 One ``/predict`` route, the body decoded and the answer encoded by the model's own handler code
 (so every system gets the same payloads and gives the same answers), ``torch.jit.load`` +
 ``model.eval()`` and a forward pass under ``torch.no_grad()`` per request, no batching, torch's
 default thread count, and Flask's built-in threaded server with its per-request log line.
+
+The server's threads share the one model, as in tutorials: safe for a stateless TorchScript
+forward. A stateful model (the manifest's ``reset``: a method to call before each request; or
+``batching: false``) is reset and run under a lock, one request at a time, so threads never
+interleave its state.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import argparse
 import socket
 import sys
 import tempfile
+import threading
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -23,6 +30,7 @@ from werkzeug.serving import WSGIRequestHandler
 from bench.archive import handler_class, model_yaml, unpack
 from export.samples import torchserve_value
 from handlers.artifact import read_manifest
+from handlers.base import as_tuple
 from handlers.errors import RequestError
 
 
@@ -35,6 +43,10 @@ def create_app(model_dir: Path) -> Flask:
         raise SystemExit(f"the Flask comparison loads TorchScript artifacts; this one is {manifest['format']}")
     model = torch.jit.load(str(model_dir / manifest["artifact"]))
     model.eval()
+    constants = manifest.get("call_constants") or {}  # non-tensor forward arguments, by keyword
+    reset = manifest.get("reset")
+    # A model that must see one request per call (stateful) is never run by two threads at once.
+    one_at_a_time = threading.Lock() if reset or manifest.get("batching") is False else nullcontext()
     app = Flask(__name__)
 
     @app.route("/predict", methods=["POST"])
@@ -44,17 +56,14 @@ def create_app(model_dir: Path) -> Flask:
             decoded = codec.preprocess(torchserve_value(request.get_data(), content_type), content_type)
         except RequestError as err:
             return jsonify(err.to_json()), err.status
-        with torch.no_grad():
-            output = model(*tensors(decoded))
-        items = codec.postprocess(codec.request_output(output, decoded) if hasattr(codec, "request_output") else output)
+        with one_at_a_time, torch.no_grad():
+            if reset:
+                getattr(model, reset)()
+            outputs = as_tuple(model(*decoded.inputs, **constants))
+        items = codec.postprocess(outputs, decoded)
         return jsonify(items[0] if decoded.single else items)
 
     return app
-
-
-def tensors(decoded) -> tuple:
-    """The model inputs of a decoded request (one tensor, or one per input)."""
-    return getattr(decoded, "tensors", None) or (decoded.tensor,)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Where a TorchServe worker spends its time under load: ``python -m bench.profile digits``.
+"""Where a TorchServe worker spends its time under load: ``python -m bench.profile <model>``.
 
 Starts TorchServe with the archive (its model-config.yaml, or ``--set`` config lines), loads it with
 wrk at one concurrency, samples the worker with py-spy (requirements-bench.txt) and prints the share
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import torchserve
 from bench.loadgen import run_load
-from bench.payloads import payloads
+from bench.payloads import corpora, payloads
 from client.server import Server
 from export.paths import MODEL_STORE
 
@@ -32,7 +32,7 @@ PARTS = [
     ("JSON encoding of answers", ("json/encoder.py", "json/__init__.py")),
     ("handler: decode input", ("handlers/inputs.py", "PIL/", "preprocess", "tokenizers")),
     ("handler: encode answer", ("postprocess",)),
-    ("handler: other", ("handlers/", "_classifier.py", "_anomaly.py", "_embedder.py")),
+    ("handler: other", ("handlers/", "/handler.py")),  # the shared base, and the model folder's handler
     ("socket wait / protocol decode", ("otf_message_handler.py", "model_service_worker.py")),
 ]
 
@@ -51,21 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="model name")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (default: 16)")
     parser.add_argument("--seconds", type=int, default=6, help="seconds sampled (default: 6)")
+    parser.add_argument("--corpus", help="a corpus of the model's folder (default: its first, else its samples)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config.properties line")
     parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives (default: model_store)")
     parser.add_argument("--raw", type=Path, default=Path("/tmp/bench-profile.txt"), help="py-spy raw output")
     args = parser.parse_args(argv)
+    bodies = payloads(args.model, args.corpus or corpora(args.model)[0])
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         settings = dict(item.split("=", 1) for item in args.set)
         with Server.throwaway(args.model_store, Path(tmp), **settings) as server:
             torchserve.register(server, args.model)
             url, token = f"{server.address('inference')}/predictions/{args.model}", torchserve.token(server)
-            run_load(url, payloads(args.model), args.concurrency, 2, token)  # warm-up
+            run_load(url, bodies, args.concurrency, 2, token)  # warm-up
             pid = torchserve.describe(server, args.model)["workers"][0]["pid"]
-            load = threading.Thread(
-                target=run_load, args=(url, payloads(args.model), args.concurrency, args.seconds + 2, token)
-            )
+            load = threading.Thread(target=run_load, args=(url, bodies, args.concurrency, args.seconds + 2, token))
             load.start()
             time.sleep(1)
             command = [spy, "record", "-p", str(pid), "-d", str(args.seconds), "-r", "250", "-f", "raw"]

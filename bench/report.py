@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from bench.summary import heaviest, summarize, targets
+from bench.summary import summarize, targets
 
 SYSTEM_NAMES = {"torchserve": "TorchServe", "flask": "Flask"}
 
@@ -31,7 +31,7 @@ def render(results: dict, plot_name: str | None) -> str:
         f"{m['wrk']}.",
         f"- Each point: {s['warmup']} s warm-up (discarded), then {s['duration']} s measured; the median of "
         f"{s['repeats']} rounds (systems interleaved). Concurrency = connections of the closed-loop load generator "
-        "(wrk, 1 thread), each sending the model's committed samples in turn.",
+        "(wrk, 1 thread), each sending the bodies of the corpus in turn.",
         "- Served with `config.properties`"
         + (f" plus {s['overrides']}" if s.get("overrides") else "")
         + " and each archive's model-config.yaml"
@@ -47,15 +47,36 @@ def render(results: dict, plot_name: str | None) -> str:
     ]
     for row in targets(results, summary):
         lines.append(f"| {row['target']} | {row['measured']} | {'yes' if row['met'] else 'NO, ' + row['gap']} |")
-    heavy = heaviest(results)
-    if heavy != "text_embedder":
-        lines += ["", f"(text_embedder is not in this run; `{heavy}` is the heaviest model here.)"]
+    lines += _overview(summary)
     if plot_name:
         lines += ["", f"![throughput and latency against concurrency]({plot_name})"]
     for name, model in results["models"].items():
         lines += _model_section(name, model, summary[name])
     lines += _memory_section(results)
     return "\n".join(lines) + "\n"
+
+
+def _overview(summary: dict) -> list[str]:
+    lines = [
+        "",
+        "## Overview",
+        "",
+        "Per model and corpus (the model folder's `bench/*.json`, else its samples): TorchServe's items/s as a "
+        "ratio to Flask's and to the in-process limit at the best batch, and both p50s.",
+        "",
+        "| model/corpus | concurrency | TorchServe items/s | ×Flask | ×limit (best batch) | p50 ms TS / Flask |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in summary.items():
+        lim = s["limits"]
+        flask = s["systems"].get("flask", {})
+        for c, p in sorted(s["systems"].get("torchserve", {}).items()):
+            f = flask.get(c)
+            lines.append(
+                f"| {name} | {c} | {_f(p['items_per_s'])} | {_f(p.get('vs_flask'), 2)} | "
+                f"{p['vs_inprocess']:.2f} (batch {lim['best_batch']}) | {_f(p['p50'], 2)} / {_f(f and f['p50'], 2)} |"
+            )
+    return lines
 
 
 def _load_range(results: dict) -> str:
@@ -122,18 +143,20 @@ def _model_section(name: str, model: dict, summary: dict) -> list[str]:
             "",
             "**Where a TorchServe request spends its time** (ms per request, means; frontend and queue from "
             "TorchServe's `ts_inference_latency_microseconds` / `ts_queue_latency_microseconds` counters, "
-            "PredictionTime per batch from the worker's metric lines):",
+            "PredictionTime per batch from the worker's metric lines; padding %: the mean share of padded "
+            "positions in the model calls of batches of more than one row, for models with length-aware batching):",
             "",
             "| concurrency | client mean | frontend total | of which queue | requests per batch | PredictionTime per "
-            "batch | PredictionTime per request | client − frontend |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "batch | PredictionTime per request | client − frontend | padding % |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c, p in sorted(ts_points.items()):
             sp = p.get("split", {})
             lines.append(
                 f"| {c} | {_f(p['mean'], 2)} | {_f(sp.get('frontend_ms'), 2)} | {_f(sp.get('queue_ms'), 2)} | "
                 f"{_f(sp.get('mean_batch'), 2)} | {_f(sp.get('prediction_ms_per_batch'), 2)} | "
-                f"{_f(sp.get('prediction_ms_per_request'), 3)} | {_f(p['mean'] - sp.get('frontend_ms', 0), 2)} |"
+                f"{_f(sp.get('prediction_ms_per_request'), 3)} | {_f(p['mean'] - sp.get('frontend_ms', 0), 2)} | "
+                f"{_f(sp.get('padded_percent'))} |"
             )
     return lines
 
@@ -144,7 +167,7 @@ def _memory_section(results: dict) -> list[str]:
     if mem:
         lines.append(f"- TorchServe frontend (JVM): {mem['frontend_mb']:,.0f} MB")
         for name, workers in mem["workers_mb"].items():
-            flask = results["models"][name].get("flask_mb")
+            flask = [w.get("flask_mb") for w in results["models"].values() if w.get("model", name) == name]
             lines.append(f"- {name}: TorchServe worker(s) {workers} MB; Flask server {flask} MB")
     runs = [
         p for model in results["models"].values() for by_c in model["runs"].values() for ps in by_c.values() for p in ps

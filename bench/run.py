@@ -4,7 +4,7 @@ Order: every model's in-process limit (a subprocess each), then one TorchServe w
 registered; per model a Flask server on the same archive, both checked against the in-process
 answers, then ``repeats`` rounds of (TorchServe, Flask) x concurrencies, each point a warm-up run
 that is thrown away and a measured run. Rounds interleave the systems so that slow drift on a
-shared machine hits both alike.
+shared machine hits both alike. (Over 250 lines: the steps of one run, kept together in order.)
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -27,10 +28,11 @@ from bench import torchserve
 from bench.archive import variant_archive
 from bench.flask_process import FlaskServer
 from bench.loadgen import run_load, wrk_binary
-from bench.payloads import payloads
+from bench.payloads import corpora, corpus_targets, payloads
 from client.answers import same
 from client.server import Server
 from export.paths import MODEL_STORE, ROOT, model_names
+from export.samples import Sample
 
 
 @dataclass
@@ -48,6 +50,19 @@ class Settings:
     inprocess_seconds: float = 2.0
     overrides: dict = field(default_factory=dict)  # config.properties key -> value
     model_overrides: dict = field(default_factory=dict)  # model -> {model-config.yaml key (or threads): value}
+    corpora: list[str] | None = None  # only these corpora (default: every corpus each model folder offers)
+    checked: int = 24  # bodies of each corpus whose answers are compared before the load
+    inprocess_bodies: int = 96  # bodies of each corpus every in-process batch size is timed on
+
+
+def workloads(settings: Settings) -> list[tuple[str, str]]:
+    """(model, corpus) pairs to measure: each model's corpora (bench/*.json in its folder, else samples)."""
+    return [(m, c) for m in settings.models for c in corpora(m) if settings.corpora is None or c in settings.corpora]
+
+
+def workload_id(model: str, corpus: str) -> str:
+    """The key of one (model, corpus) in the results and the report."""
+    return f"{model}/{corpus}"
 
 
 def machine() -> dict:
@@ -74,9 +89,10 @@ def _version(package: str) -> str:
     return version(package)
 
 
-def in_process(name: str, archive: Path, settings: Settings) -> dict:
+def in_process(name: str, archive: Path, settings: Settings, corpus: str = "samples") -> dict:
     """The limit, measured in a subprocess (bench/inprocess.py)."""
-    command = [sys.executable, "-m", "bench.inprocess", name, "--archive", str(archive)]
+    command = [sys.executable, "-m", "bench.inprocess", name, "--archive", str(archive), "--corpus", corpus]
+    command += ["--answers", str(settings.checked), "--bodies", str(settings.inprocess_bodies)]
     command += ["--batch-sizes", *map(str, settings.inprocess_batches), "--seconds", str(settings.inprocess_seconds)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -84,10 +100,10 @@ def in_process(name: str, archive: Path, settings: Settings) -> dict:
     return json.loads(done.stdout)
 
 
-def check_answers(url: str, name: str, expected: dict, token: str | None) -> list[str]:
-    """Send every sample once; list the ones whose status or answer differs from in process."""
+def check_answers(url: str, bodies: list[Sample], expected: dict, token: str | None) -> list[str]:
+    """Send each body whose in-process answer is known once; list those whose status or answer differs."""
     wrong = []
-    for p in payloads(name):
+    for p in (p for p in bodies if p.path.name in expected):
         headers = {"Content-Type": p.content_type} | ({"Authorization": f"Bearer {token}"} if token else {})
         response = requests.post(url, data=p.raw, headers=headers, timeout=60)
         want = expected[p.path.name]
@@ -97,13 +113,13 @@ def check_answers(url: str, name: str, expected: dict, token: str | None) -> lis
     return wrong
 
 
-def flask_point(flask: FlaskServer, name: str, concurrency: int, settings: Settings) -> dict:
+def flask_point(flask: FlaskServer, bodies: list[Sample], concurrency: int, settings: Settings) -> dict:
     """A warm-up run (discarded), then the measured run; each followed by a drain."""
     if settings.warmup:
-        run_load(flask.url, payloads(name), concurrency, settings.warmup)
+        run_load(flask.url, bodies, concurrency, settings.warmup)
         flask.wait_idle()
     cpu = flask.cpu_seconds()
-    result = run_load(flask.url, payloads(name), concurrency, settings.duration)
+    result = run_load(flask.url, bodies, concurrency, settings.duration)
     cpu = flask.cpu_seconds() - cpu
     return result.to_dict() | {
         "flask": {"cpu_ms_per_request": round(cpu * 1000 / max(1, result.requests), 4)},
@@ -111,19 +127,19 @@ def flask_point(flask: FlaskServer, name: str, concurrency: int, settings: Setti
     }
 
 
-def torchserve_point(server, name: str, concurrency: int, settings: Settings, token: str) -> dict:
+def torchserve_point(server, name: str, bodies: list[Sample], concurrency: int, settings: Settings, token: str) -> dict:
     """One measured TorchServe point, with TorchServe's own split of the time per request."""
     url = f"{server.address('inference')}/predictions/{name}"
     if settings.warmup:
-        run_load(url, payloads(name), concurrency, settings.warmup, token)
-    torchserve.drain(server, name, payloads(name)[0], token)
+        run_load(url, bodies, concurrency, settings.warmup, token)
+    torchserve.drain(server, name, bodies[0], token)
     before = torchserve.model_counters(torchserve.scrape(server), name)
     offset, logged = torchserve.log_size(server), torchserve.log_bytes(server)
     cpu = torchserve.cpu_seconds(server)
-    result = run_load(url, payloads(name), concurrency, settings.duration, token)
+    result = run_load(url, bodies, concurrency, settings.duration, token)
     cpu = {k: v - cpu[k] for k, v in torchserve.cpu_seconds(server).items()}
     after, logged = torchserve.model_counters(torchserve.scrape(server), name), torchserve.log_bytes(server) - logged
-    drained = torchserve.drain(server, name, payloads(name)[0], token)  # requests still queued when wrk stopped
+    drained = torchserve.drain(server, name, bodies[0], token)  # requests still queued when wrk stopped
     batches = torchserve.batches_since(server, offset, name)
     served = max(1.0, after["requests"] - before["requests"])
     split = {
@@ -134,6 +150,9 @@ def torchserve_point(server, name: str, concurrency: int, settings: Settings, to
         "frontend_cpu_ms_per_request": round(cpu["frontend"] * 1000 / served, 4),
         "worker_cpu_ms_per_request": round(cpu["workers"] * 1000 / served, 4),
     }
+    padded = padded_percents(server, offset, name)
+    if padded:  # models with length-aware batching report each batch's padding (handlers/batching.py)
+        split["padded_percent"] = round(statistics.mean(padded), 1)
     if batches:
         requests_in_batches = sum(n for _, n in batches)
         split |= {
@@ -145,29 +164,51 @@ def torchserve_point(server, name: str, concurrency: int, settings: Settings, to
     return result.to_dict() | {"torchserve": split}
 
 
-def bench_model(name: str, server, token: str, limit: dict, settings: Settings, work: Path, log) -> dict:
-    """Every point of one model: correctness first, then the rounds."""
-    archive = settings.model_store / f"{name}.mar"
+# "[METRICS]PaddedPercent.Percent:12.5|#ModelName:<model>,...": one per batch of more than one row.
+PADDED_LINE = re.compile(r"\[METRICS\]PaddedPercent\.Percent:([\d.]+)\|#ModelName:([^,|]+)")
+
+
+def padded_percents(server, offset: int, model: str) -> list[float]:
+    """Padding of each multi-row batch the model's workers ran since ``offset`` in ts_log.log
+    (each line may be logged twice: its request ids tell them apart)."""
+    path = server.log_dir / "ts_log.log"
+    if not path.exists() or path.stat().st_size < offset:
+        return []
+    seen = {}
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for raw in f:
+            line = raw.decode("utf-8", "replace")
+            match = PADDED_LINE.search(line)
+            if match and match.group(2) == model:
+                seen[line.split("#hostname:", 1)[-1]] = float(match.group(1))
+    return list(seen.values())
+
+
+def bench_workload(name: str, corpus: str, server, token: str, limit: dict, settings: Settings, work: Path, log):
+    """Every point of one model on one corpus: correctness first, then the rounds."""
+    archive, bodies = settings.model_store / f"{name}.mar", payloads(name, corpus)
     out = {"runs": {s: {str(c): [] for c in settings.concurrency} for s in settings.systems}, "wrong_answers": {}}
     ts_url = f"{server.address('inference')}/predictions/{name}"
-    out["wrong_answers"]["torchserve"] = check_answers(ts_url, name, limit["answers"], token)
+    out["wrong_answers"]["torchserve"] = check_answers(ts_url, bodies, limit["answers"], token)
     use_flask = "flask" in settings.systems
-    with FlaskServer(archive, work / f"flask-{name}.log", payloads(name)[0]) if use_flask else nullcontext() as flask:
+    flask_log = work / f"flask-{name}-{corpus}.log"
+    with FlaskServer(archive, flask_log, bodies[0]) if use_flask else nullcontext() as flask:
         if use_flask:
-            out["wrong_answers"]["flask"] = check_answers(flask.url, name, limit["answers"], None)
+            out["wrong_answers"]["flask"] = check_answers(flask.url, bodies, limit["answers"], None)
         for round_ in range(settings.repeats):
             if round_:  # the limit again, between rounds: the machine's load drifts for all alike
-                limit["rounds"].append(in_process(name, archive, settings)["batches"])
+                limit["rounds"].append(in_process(name, archive, settings, corpus)["batches"])
             for system in settings.systems:
                 for c in settings.concurrency:
                     if system == "torchserve":
-                        point = torchserve_point(server, name, c, settings, token)
+                        point = torchserve_point(server, name, bodies, c, settings, token)
                     else:
-                        point = flask_point(flask, name, c, settings)
+                        point = flask_point(flask, bodies, c, settings)
                     point["loadavg_1m"] = round(os.getloadavg()[0], 2)  # other work on the machine
                     out["runs"][system][str(c)].append(point)
                     log(
-                        f"  {name} round {round_ + 1}/{settings.repeats} {system:10s} c={c:<3d} "
+                        f"  {workload_id(name, corpus)} round {round_ + 1}/{settings.repeats} {system:10s} c={c:<3d} "
                         f"{point['rps']:8.1f} req/s  p50 {point['latency_ms']['p50']:7.2f} ms  "
                         f"p99 {point['latency_ms']['p99']:7.2f} ms  errors {point['error_count']}"
                     )
@@ -202,11 +243,14 @@ def run(settings: Settings, log=print) -> dict:
 
 
 def _run(settings: Settings, results: dict, log) -> None:
-    for name in settings.models:
-        log(f"in process: {name}")
-        limit = in_process(name, settings.model_store / f"{name}.mar", settings)
+    for name, corpus in workloads(settings):
+        log(f"in process: {workload_id(name, corpus)}")
+        limit = in_process(name, settings.model_store / f"{name}.mar", settings, corpus)
         limit["rounds"] = [limit["batches"]]
-        results["models"][name] = {
+        results["models"][workload_id(name, corpus)] = {
+            "model": name,
+            "corpus": corpus,
+            "targets": corpus_targets(name, corpus),
             "inprocess": limit,
             "archive_bytes": (settings.model_store / f"{name}.mar").stat().st_size,
         }
@@ -214,18 +258,19 @@ def _run(settings: Settings, results: dict, log) -> None:
         work = Path(tmp)
         log("starting TorchServe")
         with Server.throwaway(settings.model_store, work / "torchserve", **settings.overrides) as server:
+            served = {}
             for name in settings.models:
-                results["models"][name]["register_s"] = round(torchserve.register(server, name), 3)
+                seconds = round(torchserve.register(server, name), 3)
                 d = torchserve.describe(server, name)
-                results["models"][name]["served_config"] = {
-                    k: d[k] for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")
-                } | {"threads": results["models"][name]["inprocess"]["threads"]}
+                config = {k: d[k] for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")}
+                served[name] = {"register_s": seconds, "served_config": config}
             token = torchserve.token(server)
             samples = torchserve.scrape(server)
-            for name in settings.models:
-                results["models"][name]["worker_load_ms"] = torchserve.worker_load_ms(samples, name)
-                limit = results["models"][name]["inprocess"]
-                results["models"][name] |= bench_model(name, server, token, limit, settings, work, log)
+            for name, corpus in workloads(settings):
+                entry = results["models"][workload_id(name, corpus)]
+                entry |= served[name] | {"worker_load_ms": torchserve.worker_load_ms(samples, name)}
+                entry["served_config"] = served[name]["served_config"] | {"threads": entry["inprocess"]["threads"]}
+                entry |= bench_workload(name, corpus, server, token, entry["inprocess"], settings, work, log)
             results["memory"] = torchserve.memory(server, settings.models)
 
 

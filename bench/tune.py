@@ -4,6 +4,7 @@ Each sweep varies one group of settings from a base (the project's config.proper
 ``--set`` overrides, and each archive's model-config.yaml) and measures TorchServe at a few
 concurrencies, rounds interleaving the variants. Results go to bench/results/tuning.json (merged
 per sweep) and tuning.md; docs/PERFORMANCE.md explains the choices made from them.
+(Over 250 lines: about a third is the table of sweeps, which is data.)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +23,15 @@ from pathlib import Path
 from bench import torchserve
 from bench.archive import variant_archive
 from bench.flask_process import FlaskServer
-from bench.payloads import payloads
-from bench.run import Settings, flask_point, in_process, torchserve_point
-from bench.summary import TEXT_MODEL, heaviest, server_cpu_ms
+from bench.payloads import corpora, payloads
+from bench.run import Settings, flask_point, in_process, torchserve_point, workload_id
+from bench.summary import limits, server_cpu_ms
+from client.api import TorchServeError
 from client.server import Server
 from export.paths import MODEL_STORE, ROOT, model_names
 
 RESULTS = ROOT / "bench" / "results"
+SWEEPS = ["length", "threads", "delay", "logging", "netty", "batching", "workers", "flask", "inprocess"]
 LOGGING_KEYS = ("vmargs", "async_logging", "disable_system_metrics")
 QUIET_LOGS = {"vmargs": f"-Dlog4j.configurationFile=file://{ROOT / 'bench' / 'log4j2.xml'}"}
 
@@ -52,12 +56,51 @@ class Sweep:
     variants: list[Variant]
 
 
-def sweeps(heavy: str) -> dict[str, Sweep]:
-    """Every sweep, by name."""
+def sweeps(light: str, heavy: str) -> dict[str, Sweep]:
+    """Every sweep, by name. ``light`` / ``heavy``: the archived models fastest / slowest in process
+    (no names here)."""
     every = model_names()
     return {
+        "length": Sweep(
+            [heavy],
+            [1, 16, 64],
+            [
+                Variant("batch 1; 2 workers x 1 thread (before)", model=_workers(1, 2, 1)),
+                Variant("Flask as tutorials run it", flask_nodelay=False),
+                Variant("batch 8, delay 1 ms; 2 x 1", model=_workers(8, 2, 1)),
+                Variant("batch 16, delay 1 ms; 2 x 1", model=_workers(16, 2, 1)),
+                Variant("batch 32, delay 1 ms; 2 x 1", model=_workers(32, 2, 1)),
+                Variant("batch 16, delay 5 ms; 2 x 1", model=_workers(16, 2, 1) | {"maxBatchDelay": 5}),
+                Variant("batch 16, delay 1 ms; 1 x 2", model=_workers(16, 1, 2)),
+                Variant("batch 16, delay 1 ms; 3 x 1", model=_workers(16, 3, 1)),
+                Variant(
+                    "batch 16, delay 1 ms; 2 x 1; one padded call",
+                    model=_workers(16, 2, 1) | {"handler.length_batching": False},
+                ),
+            ],
+        ),
+        "threads": Sweep(  # phase 2: the candidates for the defaults, with the planner in the handler
+            [heavy],
+            [1, 16, 64],
+            [
+                Variant("batch 1; 2 workers x 1 thread (before)", model=_workers(1, 2, 1)),
+                Variant("Flask as tutorials run it", flask_nodelay=False),
+                Variant("batch 8, delay 1 ms; 2 x 1", model=_workers(8, 2, 1)),
+                Variant("batch 16, delay 1 ms; 2 x 1", model=_workers(16, 2, 1)),
+                Variant("batch 8, delay 1 ms; 1 x 2", model=_workers(8, 1, 2)),
+                Variant("batch 16, delay 1 ms; 1 x 2", model=_workers(16, 1, 2)),
+            ],
+        ),
+        "delay": Sweep(
+            [heavy],
+            [1, 4],
+            [
+                Variant(f"batch 16, delay {d} ms; 2 x 1", model=_workers(16, 2, 1) | {"maxBatchDelay": d})
+                for d in (0, 1, 5, 20, 50)
+            ],
+        ),
         "logging": Sweep(
-            ["digits"],
+            [light],
             [1, 16],
             [
                 Variant("TorchServe's log4j2.xml"),
@@ -71,7 +114,7 @@ def sweeps(heavy: str) -> dict[str, Sweep]:
             ],
         ),
         "netty": Sweep(
-            ["digits"],
+            [light],
             [16, 64],
             [
                 Variant("netty threads: default (= cores)"),
@@ -100,7 +143,7 @@ def sweeps(heavy: str) -> dict[str, Sweep]:
             ],
         ),
         "flask": Sweep(
-            ["digits", heavy],
+            [light, heavy],
             [1, 16],
             [
                 Variant("Flask as tutorials run it", flask_nodelay=False),
@@ -121,9 +164,10 @@ def _workers(batch: int, workers: int, threads: int) -> dict:
 
 
 def run_sweep(name: str, sweep: Sweep, base: dict, settings: Settings, log) -> dict:
-    """Every variant of one sweep for each model, ``settings.repeats`` interleaved rounds."""
+    """Every variant of one sweep for each model and corpus, ``settings.repeats`` interleaved rounds."""
     models, concurrency, variants = sweep.models, sweep.concurrency, sweep.variants
-    points: dict = {m: {v.label: {str(c): [] for c in concurrency} for v in variants} for m in models}
+    loads = [(m, c) for m in models for c in corpora(m) if settings.corpora is None or c in settings.corpora]
+    points: dict = {workload_id(*w): {v.label: {str(c): [] for c in concurrency} for v in variants} for w in loads}
     with tempfile.TemporaryDirectory(prefix=f"bench-tune-{name}-") as tmp, ExitStack() as running:
         work, store = Path(tmp), Path(tmp) / "store"
         store.mkdir()
@@ -138,33 +182,49 @@ def run_sweep(name: str, sweep: Sweep, base: dict, settings: Settings, log) -> d
                     server_config = config
                 for model in models:
                     variant_archive(settings.model_store / f"{model}.mar", store / f"{model}.mar", variant.model)
-                    for c, point in measure_variant(server, model, concurrency, variant, settings, work):
-                        points[model][variant.label][str(c)].append(point)
+                    for corpus, c, point in measure_variant(server, model, concurrency, variant, settings, work):
+                        points[workload_id(model, corpus)][variant.label][str(c)].append(point)
                         log(
-                            f"  {name} round {round_ + 1} {model} [{variant.label}] c={c}: {point['rps']:.0f} "
-                            f"req/s p50 {point['latency_ms']['p50']:.2f} p99 {point['latency_ms']['p99']:.2f} ms "
-                            f"errors {point['error_count']}"
+                            f"  {name} round {round_ + 1} {workload_id(model, corpus)} [{variant.label}] c={c}: "
+                            f"{point['rps']:.0f} req/s p50 {point['latency_ms']['p50']:.2f} "
+                            f"p99 {point['latency_ms']['p99']:.2f} ms errors {point['error_count']}"
                         )
     return {"base": base, "concurrency": concurrency, "variants": [v.__dict__ for v in variants], "points": points}
 
 
 def measure_variant(server, model: str, concurrency: list[int], variant: Variant, settings: Settings, work: Path):
-    """Yield (concurrency, point) for one variant of one model."""
+    """Yield (corpus, concurrency, point) for one variant of one model, on each of its corpora."""
+    chosen = [c for c in corpora(model) if settings.corpora is None or c in settings.corpora]
     if variant.flask_nodelay is not None:
         archive = settings.model_store / f"{model}.mar"
-        probe = payloads(model)[0]
+        probe = payloads(model, chosen[0])[0]
         with FlaskServer(archive, work / "flask.log", probe, variant.flask_nodelay, variant.flask_threads) as flask:
-            for c in concurrency:
-                yield c, flask_point(flask, model, c, settings)
+            for corpus in chosen:
+                for c in concurrency:
+                    yield corpus, c, flask_point(flask, payloads(model, corpus), c, settings)
         return
     torchserve.register(server, model)
     token = torchserve.token(server)
     try:
-        for c in concurrency:
-            yield c, torchserve_point(server, model, c, settings, token)
+        for corpus in chosen:
+            for c in concurrency:
+                yield corpus, c, torchserve_point(server, model, payloads(model, corpus), c, settings, token)
     finally:
-        torchserve.drain(server, model, payloads(model)[0], token)  # TorchServe refuses to unregister with a full queue
-        server.client().unregister(model)
+        torchserve.drain(server, model, payloads(model, chosen[0])[0], token)  # unregistering needs an empty queue
+        unregister(server, model)
+
+
+def unregister(server, model: str, attempts: int = 5) -> None:
+    """Unregister ``model``; TorchServe 0.12 sometimes answers 500 ConcurrentModificationException
+    while its workers are still stopping (seen with 3 workers), and a later try succeeds."""
+    for attempt in range(attempts):
+        try:
+            server.client().unregister(model)
+            return
+        except TorchServeError as err:
+            if "ConcurrentModification" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt)
 
 
 def inprocess_threads(model: str, settings: Settings, threads: list[int]) -> dict:
@@ -239,21 +299,25 @@ def render(tuning: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen sweeps (default: all) and rewrite tuning.md."""
     parser = argparse.ArgumentParser(prog="python -m bench.tune", description=__doc__.splitlines()[0])
-    parser.add_argument("sweeps", nargs="*", help="logging, netty, batching, workers, flask, inprocess (default: all)")
+    parser.add_argument("sweeps", nargs="*", help=f"{', '.join(SWEEPS)} (default: all)")
     parser.add_argument("--duration", type=int, default=3, help="s per measured run (default: 3)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds (default: 3)")
     parser.add_argument("--models", nargs="+", help="restrict every sweep to these models (default: each sweep's)")
+    parser.add_argument("--corpora", nargs="+", help="only these corpora of each model (default: all it offers)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="base config.properties line")
     parser.add_argument("--quiet-logs", action="store_true", help="base: bench/log4j2.xml + async logging")
     parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives (default: model_store)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write (default: bench/results)")
     args = parser.parse_args(argv)
-    settings = Settings(duration=args.duration, repeats=args.repeats, model_store=args.model_store, warmup=1)
+    settings = Settings(
+        duration=args.duration, repeats=args.repeats, model_store=args.model_store, warmup=1, corpora=args.corpora
+    )
     base = dict(item.split("=", 1) for item in args.set) | (
         QUIET_LOGS | {"async_logging": "true"} if args.quiet_logs else {}
     )
-    heavy = heavy_model(settings.model_store)
-    table = sweeps(heavy)
+    ranked = ranked_models(settings.model_store)
+    heavy = ranked[-1]
+    table = sweeps(ranked[0], heavy)
     chosen = args.sweeps or [*table, "inprocess"]
     path = args.out / "tuning.json"
     tuning = json.loads(path.read_text()) if path.exists() else {}
@@ -281,13 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def heavy_model(store: Path) -> str:
-    """text_embedder if archived, else the archived model slowest in process at batch 1."""
+def ranked_models(store: Path) -> list[str]:
+    """The archived models, fastest in process at batch 1 first (a short measurement)."""
     archived = [m for m in model_names() if (store / f"{m}.mar").exists()]
-    if TEXT_MODEL in archived:
-        return TEXT_MODEL
-    quick = Settings(model_store=store, inprocess_batches=[1], inprocess_seconds=0.3)
-    return heaviest({"models": {m: {"inprocess": in_process(m, store / f"{m}.mar", quick)} for m in archived}})
+    quick = Settings(model_store=store, inprocess_batches=[1], inprocess_seconds=0.3, checked=0)
+    speed = {m: limits(in_process(m, store / f"{m}.mar", quick))["batch1"] for m in archived}
+    return sorted(archived, key=lambda m: -speed[m])
 
 
 if __name__ == "__main__":

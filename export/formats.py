@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from export.onnx_optimize import optimize_onnx
 from export.sources import Bound, Source
 from export.spec import ModelSpec
 
@@ -107,6 +108,8 @@ def _save_onnx(source: Source, spec: ModelSpec, example: tuple, path: Path) -> d
         _export_onnx(source, spec, example, path)
     opsets = {o.domain or "ai.onnx": o.version for o in onnx.load(str(path), load_external_data=False).opset_import}
     runtime = {"opset": opsets.get("ai.onnx"), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    if source.kind != "onnx":  # fused transformer ops, kept only where answers stay; an import ships as given
+        runtime["fusions"] = optimize_onnx(path, spec)
     return {"runtime": runtime, "call_constants": {}} | ({"method": method} if method else {})
 
 

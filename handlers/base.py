@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from handlers import oip
+from handlers import batching, oip
 from handlers.artifact import InputSpec, input_specs, load_artifact, read_manifest
 from handlers.errors import InternalError, InvalidInput, RequestError
 from handlers.inputs import SEND_A_BODY, read_body
@@ -53,6 +53,7 @@ class ManifestHandler:
         self.model: Any = None
         self.input_specs: list[InputSpec] = []
         self.empty_hint = SEND_A_BODY
+        self.planner: batching.Planner | None = None
         self.initialized = False
 
     def initialize(self, context) -> None:
@@ -63,6 +64,8 @@ class ManifestHandler:
         threads = int(settings.get("threads", 1))
         set_threads(threads)
         self.model = load_artifact(folder, self.manifest, threads)
+        # Rows of different lengths run in length-aware groups; the cost model is timed here, once.
+        self.planner = batching.Planner.for_model(self.manifest, settings, self.inference)
         reset = self.manifest.get("reset")
         if reset and not callable(getattr(self.model, reset, None)):  # refuse to load, not 500 every request
             raise RuntimeError(
@@ -98,7 +101,7 @@ class ManifestHandler:
         log.debug("batch of %d requests, %d rejected", len(data), len(data) - len(good))
         for idx in range(len(data)):
             context.set_response_header(idx, BATCH_HEADER, f"{len(data)} requests, {len(data) - len(good)} rejected")
-        for (idx, decoded, request), outputs in zip(good, self.run(good), strict=True):
+        for (idx, decoded, request), outputs in zip(good, self.run(good, context), strict=True):
             answers[idx] = self.answer(context, idx, decoded, request, outputs)
         return answers
 
@@ -109,14 +112,14 @@ class ManifestHandler:
         self.check_inputs(decoded)
         return decoded, request
 
-    def run(self, good: list[tuple[int, Decoded, Any]]) -> list:
+    def run(self, good: list[tuple[int, Decoded, Any]], context=None) -> list:
         """Per good request: its output tensors, or the exception its model call raised. A failing
         batch is retried request by request, so one poisoned request fails alone."""
         if not good:
             return []
         if not self.one_per_call and len(good) > 1:
             try:
-                outputs = self.inference(self.collate([d.inputs for _, d, _ in good]))
+                outputs = self.grouped(self.collate([d.inputs for _, d, _ in good]), context)
                 sizes = [d.inputs[0].shape[0] for _, d, _ in good]
                 return list(zip(*(torch.split(o, sizes) for o in outputs), strict=True))
             except Exception:  # noqa: BLE001 - retried alone below; a real bug fails each request
@@ -126,10 +129,19 @@ class ManifestHandler:
             try:
                 if self.manifest.get("reset"):
                     getattr(self.model, self.manifest["reset"])()
-                results.append(self.inference(decoded.inputs))
+                results.append(self.grouped(decoded.inputs, context))
             except Exception as err:  # noqa: BLE001 - answered as this request's 500
                 results.append(err)
         return results
+
+    def grouped(self, batch: tuple[torch.Tensor, ...], context=None) -> tuple[torch.Tensor, ...]:
+        """The model on a batch: one call, or with the length planner (handlers/batching.py) one
+        call per group of rows of similar length, the outputs back in row order."""
+        if self.planner is None:
+            return self.inference(batch)
+        outputs, stats = self.planner.run(batch, self.inference)
+        batching.report(context, stats)
+        return outputs
 
     def answer(self, context, idx: int, decoded: Decoded, request: oip.V2Request | None, outputs: Any) -> Any:
         """One request's JSON answer (or its 500), with its status and content type set."""
