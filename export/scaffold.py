@@ -123,10 +123,20 @@ def exported_inputs(path: Path) -> tuple[list[dict], dict]:
     return inputs, constants
 
 
+def torchscript_reset(path: Path) -> str | None:
+    """An exported method of a TorchScript file that looks like it clears the model's state
+    (``reset``, ``reset_state``, ...: named reset*, taking no argument), or None."""
+    module = torch.jit.load(str(path), map_location="cpu")
+    for name in sorted(module._c._method_names()):  # every compiled method: forward and the exported ones
+        if name.lower().startswith("reset") and len(getattr(module, name).schema.arguments) == 1:
+            return name
+    return None
+
+
 READERS = {"onnx": onnx_inputs, "torchscript": torchscript_inputs, "exported": exported_inputs}
 
 
-def spec_text(name: str, source: str, inputs: list[dict], constants: dict) -> str:
+def spec_text(name: str, source: str, inputs: list[dict], constants: dict, reset: str | None = None) -> str:
     """spec.yaml, with ``# CHOOSE:`` on every line the user has to decide or check."""
     lines = [
         f"# How `python -m export {name}` verifies and serves this model (README: Adding your own model).",
@@ -155,6 +165,11 @@ def spec_text(name: str, source: str, inputs: list[dict], constants: dict) -> st
         for key, value in constants.items():
             note = "  # CHOOSE: a value" if "CHOOSE" in str(value) else "  # the file's default"
             lines += [f"  {key}: {json.dumps(value)}{note}"]
+    if reset:  # the file keeps state between calls: clear it before each request, one request per call
+        lines += [
+            f"reset: {reset}                  # an exported method of the file: called before each request",
+            "batching: false                  # a reset is per request: one request per model call",
+        ]
     lines += [
         "samples: [samples/*.json]         # request bodies as clients send them",
         "tolerance: {atol: 1.0e-5, rtol: 1.0e-5}",
@@ -207,6 +222,16 @@ def add_outputs(spec, values: dict) -> None:
     path.write_text(path.read_text() + "\n".join(lines) + "\n")
 
 
+def wants_json_sample(folder: Path) -> bool:
+    """Whether to write the generic JSON sample: the folder has no samples at all, or has no
+    handler.py (the generic handler takes JSON) and no JSON sample yet. A folder with its own
+    handler and samples keeps just those: its handler may not take the generic JSON."""
+    found = [p for p in (folder / "samples").iterdir() if p.is_file() and p.name != "expected.json"]
+    if not found:
+        return True
+    return not (folder / "handler.py").exists() and not any(p.suffix == ".json" for p in found)
+
+
 def complete(name: str) -> list[str]:
     """Add outputs, the sample and expected answers once the spec has no CHOOSE left; returns what was
     written."""
@@ -224,15 +249,17 @@ def complete(name: str) -> list[str]:
         add_outputs(spec, values)
         spec = load_spec(name)
         written.append(spec.folder / "spec.yaml")
-    if not [p for p in samples.glob("*.json") if p.name != "expected.json"]:
+    if wants_json_sample(spec.folder):
         sample.write_text(json.dumps({"inputs": values}) + "\n")
         written.append(sample)
     expected = samples / "expected.json"
     if not expected.exists():
-        handler = sample_handler(spec)
-        handler.model = load_source(spec).reference
+        handler, source = sample_handler(spec), load_source(spec)
+        handler.model = source.reference
         answers = {}
         for item in spec.read_samples():
+            if spec.reset:  # as the server does: each request starts from a cleared state
+                getattr(source.model, spec.reset)()
             decoded = handler.preprocess(item.value, item.content_type)
             rows = handler.inference(handler.collate([decoded.inputs]))
             answer = handler.postprocess(rows, decoded)
@@ -258,7 +285,8 @@ def scaffold(name: str, source_file: Path | None) -> Path:
             raise SystemExit(f"{source_file}: expected a file ending in {sorted(SOURCE_FORMATS)}")
         target = folder / f"model{source_file.suffix}"
         shutil.copyfile(source_file, target)
-        text = spec_text(name, target.name, *READERS[fmt](target))
+        reset = torchscript_reset(target) if fmt == "torchscript" else None
+        text = spec_text(name, target.name, *READERS[fmt](target), reset=reset)
     (folder / "spec.yaml").write_text(text)
     (folder / "model-config.yaml").write_text(MODEL_CONFIG)
     return folder
@@ -285,8 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for path in complete(args.name):
         print(f"wrote {path}")
+    marked = sum("CHOOSE" in line for line in lines)  # only in comments by now: choices worth a second look
+    check = f"the {marked} line(s) marked CHOOSE in {folder}/spec.yaml and " if marked else ""
     print(
-        f"next: check the lines marked CHOOSE in {folder}/spec.yaml and samples/expected.json (generated: check it),\n"
+        f"next: check {check}{folder}/samples/expected.json (generated: check it),\n"
         f"  then: make archive serve   (after a rebuild on a running server: make reload MODEL={args.name})\n"
         "  and:  make test"
     )
