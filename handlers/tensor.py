@@ -70,7 +70,10 @@ class TensorHandler(ManifestHandler):
     def same_batch(self, tensors: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """The client's tensors, unless their first (batch) dimensions differ: the client's error here
         (the base's check_inputs would call it a handler bug)."""
-        sizes = {s.name: t.shape[0] if t.dim() else None for s, t in zip(self.input_specs, tensors, strict=True)}
+        for spec, tensor in zip(self.input_specs, tensors, strict=True):
+            if tensor.dim() == 0:  # a v2 tensor of shape []: no batch dimension to count
+                raise InvalidInput(f'input "{spec.name}": expected {spec.describe()}, got a scalar (shape [])')
+        sizes = {s.name: t.shape[0] for s, t in zip(self.input_specs, tensors, strict=True)}
         if len(set(sizes.values())) > 1:
             raise InvalidInput(
                 f"the inputs' first dimensions differ ({', '.join(f'{k}: {v}' for k, v in sizes.items())}); "

@@ -50,6 +50,8 @@ def test_inputs_with_different_batch_sizes_are_the_clients_422(tmp_path):
     [(status, error)] = send(folder, {"inputs": {"x": [ROW, ROW], "y": [[1.0, 2.0, 3.0]]}})
     assert status == 422 and "first dimensions differ" in error["message"], error
     assert "x: 2" in error["message"] and "y: 1" in error["message"], error
+    [(status, error)] = send(folder, {"inputs": {"x": 5, "y": 3}})  # numbers, not lists: no batch dimension
+    assert status == 422 and 'input "x"' in error["message"] and "scalar" in error["message"], error
 
 
 def test_v2_inputs_with_different_batch_sizes_are_the_clients_422(tmp_path):
