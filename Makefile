@@ -88,7 +88,7 @@ restart:
 
 ## status: say whether the project's TorchServe is running ("not running" is an answer, not an error)
 status:
-	@$(PY) -m client.server status || true
+	@$(PY) -m client.server status
 
 ## register: register MODEL (model_store/MODEL.mar) on the running server
 register:

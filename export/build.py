@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from export.formats import FORMATS
+from export.formats import EXPORTERS
 from export.paths import BUILD, ROOT, model_names, served_name
 from export.sources import Source, load_source, why_not
 from export.spec import ModelSpec, load_spec, requested
@@ -63,7 +63,7 @@ def outside_bounds(case: Case, spec: ModelSpec) -> str | None:
 def save(source: Source, spec: ModelSpec, fmt: str, example: tuple, path: Path) -> dict:
     """Write the artifact; a failure becomes an ExportError saying what failed and what to try."""
     try:
-        return FORMATS[fmt].save(source, spec, example, path)
+        return EXPORTERS[fmt].save(source, spec, example, path)
     except Exception as err:  # torch's exporters raise anything; the user needs the gist and the fix
         first = str(err).strip().splitlines()[0][:400] if str(err).strip() else ""
         if fmt == "torchscript" and source.kind == "eager" and spec.method == "trace":
@@ -120,10 +120,10 @@ def export_model(spec: ModelSpec, out: Path, fmt: str | None = None) -> dict:
     # batch, so that no dynamic size is 1 (torch.export would specialize on it).
     example = samples[0] if fmt == "torchscript" else cases[len(samples)] if len(cases) > len(samples) else samples[0]
     out.mkdir(parents=True, exist_ok=True)
-    artifact = out / f"{spec.name}{FORMATS[fmt].suffix}"
+    artifact = out / f"{spec.name}{EXPORTERS[fmt].suffix}"
     traced = fmt == "torchscript" and source.kind == "eager"
     as_is = "as imported" if spec.imported else "as built"  # a ScriptModule from build() is saved as it is
-    method = (spec.method if traced else as_is) if fmt == "torchscript" else FORMATS[fmt].method
+    method = (spec.method if traced else as_is) if fmt == "torchscript" else EXPORTERS[fmt].method
     manifest = {"name": spec.name, "served_name": served_name(spec.name, fmt), "version": str(spec.version)}
     manifest |= {"format": fmt, "method": method}
     manifest |= {"artifact": artifact.name, "source": spec.source, "reference": source.record}
@@ -145,7 +145,8 @@ def export_model(spec: ModelSpec, out: Path, fmt: str | None = None) -> dict:
         "handler": spec.handler_path.name,
         "output": spec.output,
         "verification": report | {"skipped": skipped, "batching": batching},
-        "samples": [c.label for c in samples],
+        # The requests the archive carries, with the content types to send them with (health warm-up).
+        "samples": [{"path": str(p.relative_to(spec.folder)), "content_type": t} for p, t in spec.sample_entries()],
         "extra_files": spec.extra_files,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="*", help="model names (folders of models/) or served names (digits_onnx)")
     parser.add_argument("--all", action="store_true", help="export every model (default: off)")
     parser.add_argument(
-        "--format", default="", choices=[*FORMATS, "all"], help="format (default: the spec's first, its primary)"
+        "--format", default="", choices=[*EXPORTERS, "all"], help="format (default: the spec's first, its primary)"
     )
     parser.add_argument("--out", type=Path, default=BUILD, help=f"output root (default: {BUILD.relative_to(ROOT)})")
     args = parser.parse_args(argv)

@@ -137,7 +137,9 @@ def _export_onnx(source: Source, spec: ModelSpec, example: tuple, path: Path) ->
                 example,
                 str(path),
                 input_names=names,
-                output_names=output_names(spec),
+                # No output_names: the dynamo exporter keeps the module's own value names, and one may
+                # already be the spec's output name (BERT's "embedding"), an invalid duplicate. The
+                # loader takes outputs in order, as the spec lists them.
                 dynamic_shapes=shapes,
                 dynamo=True,
                 external_data=False,  # one file (under protobuf's 2 GB), so one sha256 covers the weights
@@ -173,7 +175,7 @@ def _save_exported(source: Source, spec: ModelSpec, example: tuple, path: Path) 
     return {"call_constants": {}}
 
 
-FORMATS: dict[str, Format] = {
+EXPORTERS: dict[str, Format] = {
     "torchscript": Format(".pt", "torch.jit", _save_torchscript),
     "onnx": Format(".onnx", "torch.onnx.export (dynamo)", _save_onnx),
     "aoti": Format(".pt2", "torch.export + AOTInductor", _save_aoti),

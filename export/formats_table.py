@@ -49,7 +49,7 @@ def measure(folder: Path, repeats: int) -> dict:
     requests = [handler.preprocess(s.value, s.content_type) for s in spec.read_samples()]
     result = {"load_ms": load_ms, "threads": threads, "batch_size": batch_size}
     for label, count in (("batch1", 1), ("batchN", batch_size)):
-        batch = handler.collate([requests[i % len(requests)].tensors for i in range(count)])
+        batch = handler.collate([requests[i % len(requests)].inputs for i in range(count)])
         for _ in range(3):  # warm-up: first calls allocate and (TorchScript) optimise
             handler.inference(batch)
         times = []

@@ -212,6 +212,13 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
         raise ValueError(f"{path}: source {spec.source!r} must be model.py or a file {sorted(SOURCE_FORMATS)} here")
     if spec.constants and spec.source_format == "onnx":
         raise ValueError(f"{path}: an ONNX graph takes tensors only; declare {sorted(spec.constants)} as inputs")
+    if spec.reset and (others := [f for f in spec.formats if f != "torchscript"]):
+        # torch.export, AOTInductor and ONNX keep forward() alone: the reset before each request would be lost.
+        raise ValueError(
+            f"{path}: a model with a reset ({spec.reset!r}) is served as TorchScript only (its artifact keeps "
+            f"the method); {others} artifacts keep forward() alone. Set `formats: [torchscript]`"
+            + (" and import a TorchScript file." if spec.source_format != "torchscript" else ".")
+        )
     if unknown := sorted(set(spec.formats) - set(FORMATS)):
         raise ValueError(f"{path}: unknown formats {unknown}; known: {list(FORMATS)}")
     return spec

@@ -184,21 +184,22 @@ class InputSpec:
         return f"{self.dtype} tensor of shape [{', '.join(str(s) for s in self.shape)}]"
 
     def check(self, x: torch.Tensor) -> None:
-        """Raise InvalidInput unless ``x`` has this dtype, rank, fixed sizes and dynamic bounds."""
-        expected = self.describe()
+        """Raise InvalidInput unless ``x`` has this dtype, rank, fixed sizes and dynamic bounds; the
+        message names the input (a model may take several)."""
+        expected = f'input "{self.name}": expected {self.describe()}'
         if str(x.dtype).removeprefix("torch.") != self.dtype:
-            raise InvalidInput(f"expected {expected}, got dtype {str(x.dtype).removeprefix('torch.')}")
+            raise InvalidInput(f"{expected}, got dtype {str(x.dtype).removeprefix('torch.')}")
         if x.dim() != len(self.shape):
-            raise InvalidInput(f"expected {expected}, got shape {list(x.shape)}")
+            raise InvalidInput(f"{expected}, got shape {list(x.shape)}")
         for size, want in zip(x.shape, self.shape, strict=True):
             if isinstance(want, int) and size != want:
-                raise InvalidInput(f"expected {expected}, got shape {list(x.shape)}")
+                raise InvalidInput(f"{expected}, got shape {list(x.shape)}")
             low, high = self.bounds(want) if isinstance(want, str) else (1, None)
             if size < low or (high is not None and size > high):
                 limit = f"= {low}" if low == high else f"between {low} and {high}" if high else f">= {low}"
-                raise InvalidInput(f"expected {expected} with {want} {limit}, got shape {list(x.shape)}")
+                raise InvalidInput(f"{expected} with {want} {limit}, got shape {list(x.shape)}")
         if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-            raise InvalidInput(f"expected {expected} of finite numbers, got NaN or Inf")
+            raise InvalidInput(f"{expected} of finite numbers, got NaN or Inf")
 
 
 def input_specs(manifest: dict) -> list[InputSpec]:

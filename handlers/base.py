@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 BATCH_HEADER = "X-Kit-Batch"  # "<n> requests, <m> rejected": the batch a request was answered in
 # A v2 input's elements when a dimension has no upper bound in the manifest (4 MB of float32).
 UNBOUNDED_ELEMENTS = 1 << 20
+NOT_FINITE = "the model's output for this input is not finite: inputs outside the range the model handles"
 
 
 class Decoded(NamedTuple):
@@ -148,6 +149,8 @@ class ManifestHandler:
         try:
             if isinstance(outputs, Exception):
                 raise outputs
+            if not all_finite(outputs):  # finite input, overflowing model: the input's range, not a bug
+                raise InvalidInput(NOT_FINITE)
             items = self.postprocess(outputs, decoded)
             if request is not None:
                 name, version = self.manifest["name"], self.manifest["version"]
@@ -254,6 +257,11 @@ def output_specs(manifest: dict) -> list[dict]:
     """The model's outputs as the manifest lists them (``{name, dtype, shape}``); one float32
     ``output`` for manifests written before outputs were declared."""
     return manifest.get("outputs") or [{"name": "output", "dtype": "float32"}]
+
+
+def all_finite(outputs: tuple) -> bool:
+    """Whether every floating-point output tensor holds only finite numbers."""
+    return all(bool(torch.isfinite(o).all()) for o in outputs if isinstance(o, torch.Tensor) and o.is_floating_point())
 
 
 def as_tuple(output: Any) -> tuple[torch.Tensor, ...]:

@@ -48,7 +48,7 @@ class TensorHandler(ManifestHandler):
             value = [values[spec.name]] if single else values[spec.name]
             what = f"a nested list of {spec.describe()} (or one instance without the first dimension)"
             tensors.append(torch.from_numpy(numeric_array(value, spec.name, what, spec.dtype, self.max_instances())))
-        return Decoded(tuple(tensors), single)
+        return Decoded(self.same_batch(tensors), single)
 
     def preprocess_v2(self, request: V2Request) -> Decoded:
         """One v2 tensor per model input, matched by name, each with the batch dimension."""
@@ -65,7 +65,21 @@ class TensorHandler(ManifestHandler):
                 raise InvalidInput(f"input {spec.name!r} must be {spec.describe()}; got {tensor.datatype}")
             with np.errstate(over="ignore", invalid="ignore"):
                 tensors.append(torch.from_numpy(np.ascontiguousarray(tensor.data, dtype=want)))
-        return Decoded(tuple(tensors), False)
+        return Decoded(self.same_batch(tensors), False)
+
+    def same_batch(self, tensors: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """The client's tensors, unless their first (batch) dimensions differ: the client's error here
+        (the base's check_inputs would call it a handler bug)."""
+        for spec, tensor in zip(self.input_specs, tensors, strict=True):
+            if tensor.dim() == 0:  # a v2 tensor of shape []: no batch dimension to count
+                raise InvalidInput(f'input "{spec.name}": expected {spec.describe()}, got a scalar (shape [])')
+        sizes = {s.name: t.shape[0] for s, t in zip(self.input_specs, tensors, strict=True)}
+        if len(set(sizes.values())) > 1:
+            raise InvalidInput(
+                f"the inputs' first dimensions differ ({', '.join(f'{k}: {v}' for k, v in sizes.items())}); "
+                "every input must hold the same number of instances"
+            )
+        return tuple(tensors)
 
     def postprocess(self, outputs: tuple[torch.Tensor, ...], decoded: Decoded) -> list:
         """Per instance: each output's row as a nested list, under the output's name."""

@@ -59,7 +59,7 @@ def run_load(
     timeout: float = 30.0,
 ) -> LoadResult:
     """Send ``total`` requests over ``concurrency`` connections; check each answer against ``references``."""
-    url, token = client.inference_url, client.token("inference")
+    url = client.inference_url
     by_model: dict[str, list[Target]] = {}
     for t in targets:
         by_model.setdefault(t[0], []).append(t)
@@ -70,8 +70,8 @@ def run_load(
 
     def worker() -> None:
         session = requests.Session()
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
         while (i := _next(counter, lock)) < total:
+            headers = client.auth_headers("inference")  # per request: a run may outlive a key (renewed)
             own = by_model[models[i % len(models)]]  # every model gets an equal share
             target = own[(i // len(models)) % len(own)]
             start = time.perf_counter()

@@ -88,6 +88,16 @@ class Security:
 
 
 @dataclass
+class HostileLive:
+    """The fuzz corpus and the issue's cases sent to a live server: per case, its status (never a 5xx)."""
+
+    model: str
+    route: str
+    cases: int
+    statuses: dict[str, int]
+
+
+@dataclass
 class Outcome:
     """How the reliability tests ended (written by tests/conftest.py at the end of the session)."""
 
@@ -105,9 +115,10 @@ SECTIONS = {
     "restart": Restart,
     "load": Load,
     "security": Security,
+    "hostile_live": HostileLive,
     "tests": Outcome,
 }
-Record = BadInput | MixedBatch | WorkerCrash | Restart | Load | Security | Outcome
+Record = BadInput | MixedBatch | WorkerCrash | Restart | Load | Security | HostileLive | Outcome
 
 
 def record(section: str, **fields) -> Record:

@@ -21,6 +21,7 @@ from reliability.load import soak
 from reliability.record import (
     ENV,
     BadInput,
+    HostileLive,
     Load,
     MixedBatch,
     Outcome,
@@ -180,6 +181,14 @@ def security_section(records: list[Security]) -> str:
     return "## 6. Locked down\n\n" + table(["check", "expected", "seen"], rows)
 
 
+def hostile_section(records: list[HostileLive]) -> str:
+    rows = []
+    for r in records:
+        counts = {status: list(r.statuses.values()).count(status) for status in sorted(set(r.statuses.values()))}
+        rows.append([r.model, r.route, r.cases, ", ".join(f"{n}x {status}" for status, n in counts.items())])
+    return "## 7. Hostile requests on a live server\n\n" + table(["model", "route", "cases", "statuses"], rows)
+
+
 SECTIONS = [
     (BadInput, bad_input_section),
     (MixedBatch, mixed_section),
@@ -187,6 +196,7 @@ SECTIONS = [
     (Restart, restart_section),
     (Load, load_section),
     (Security, security_section),
+    (HostileLive, hostile_section),
 ]
 
 

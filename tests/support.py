@@ -1,5 +1,5 @@
 """Helpers the tests share: requests as TorchServe hands them to a handler, the reference
-(in-process, eager) answer for a sample, and each model's expected answers (samples/expected.json)."""
+(in-process, the eager model) answer for a sample, and each model's expected answers (samples/expected.json)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from ts.service import Service
 
 from client.answers import difference
 from client.answers import matches as matches  # the contract's name for tests: tests.support.matches
+from export.build import sample_cases, sample_handler
 from export.samples import Sample, torchserve_value
+from export.sources import load_source
 from export.spec import load_spec
 
 
@@ -59,15 +61,17 @@ def samples(model: str) -> list[Sample]:
     return load_spec(model).read_samples()
 
 
+def handler_name(model: str) -> str:
+    """The class name of the handler a model's folder uses (domain tests pick their models by it)."""
+    return load_spec(model).handler_class().__name__
+
+
 def expected_answers(model: str) -> dict:
     """``samples/expected.json`` of a model: sample file name -> the pattern its answer must match
     (see ``client.answers.matches``); empty when the model has none."""
     path = load_spec(model).folder / "samples" / "expected.json"
     answers = json.loads(path.read_text()) if path.exists() else {}
     return {name: pattern for name, pattern in answers.items() if name != "note"}
-
-
-expected_outputs = expected_answers  # the old name, until every test file uses the new one
 
 
 def checked_samples(model: str) -> list[tuple[Sample, object]]:
@@ -89,34 +93,48 @@ def assert_matches(answer, pattern, tol=None, where: str = "answer") -> None:
 
 
 @functools.cache
-def eager_model(model: str) -> torch.nn.Module:
-    """The eager model, built once per session (the text model takes a second to build)."""
-    return load_spec(model).build_eager()
+def reference_model(model: str):
+    """The independent reference of a model, built once per session: its eager model from model.py
+    (or, for an imported artifact, the file loaded with its own runtime), with the spec's constants
+    bound, so it is called like ``handler.model``: input tensors positionally."""
+    return load_source(load_spec(model)).reference
 
 
-def eager_output(model: str, handler, sample: Sample):
-    """The eager model's output on a sample, decoded by the handler's own preprocessing, as the
-    handler's ``postprocess`` takes it (a tensor, or paired with what the request said)."""
-    decoded = handler.preprocess(sample.value, sample.content_type)
-    with torch.inference_mode():
-        return handler.request_output(eager_model(model)(*decoded.tensors), decoded)
+def reference_answer(model: str, handler, folder: Path, sample: Sample):
+    """What a request must be answered: the handler's own ``handle()`` with the reference model in
+    place of the artifact (so only the model differs)."""
+    artifact, handler.model = handler.model, reference_model(model)
+    try:
+        [(status, answer)] = run_handler(handler, folder, [(sample.raw, sample.content_type)])
+    finally:
+        handler.model = artifact
+    assert status == 200, answer
+    return answer
 
 
 def random_inputs(model: str) -> tuple[torch.Tensor, ...]:
-    """Plausible random inputs with every dimension at its maximum: pixels or readings around
-    their typical values, or token ids with an attention mask whose rows have random lengths."""
+    """Plausible random inputs with every dimension at its maximum, made from the model's own samples:
+    the decoded samples joined into one batch, repeated (rows cycled, padded with each input's ``pad``)
+    up to the spec's bounds, floats jittered by a tenth of their spread."""
     spec = load_spec(model)
+    handler = sample_handler(spec)
+    joined = handler.collate([case.inputs for case in sample_cases(spec, handler)])
     generator = torch.Generator().manual_seed(0)
-    sizes = [[e.bounds(d)[1] if isinstance(d, str) else d for d in e.shape] for e in spec.inputs]
-    if model == "text_embedder":
-        ids = torch.randint(1000, 29000, sizes[0], generator=generator)
-        lengths = torch.randint(2, sizes[0][1] + 1, (sizes[0][0],), generator=generator)
-        mask = (torch.arange(sizes[0][1]) < lengths[:, None]).to(torch.int64)
-        return ids * mask, mask
-    x = torch.randn(*sizes[0], generator=generator) * 0.5
-    if model == "sensor_anomaly":
-        x = x + torch.tensor(json.loads((spec.folder / "calibration.json").read_text())["mean"])
-    return (x,)
+    return tuple(_grow(t, entry, generator) for t, entry in zip(joined, spec.inputs, strict=True))
+
+
+def _grow(tensor: torch.Tensor, entry, generator: torch.Generator) -> torch.Tensor:
+    """``tensor`` at the largest size ``entry`` (an InputSpec) allows: the batch dimension cycles
+    through the rows, other dimensions are padded with the input's pad value."""
+    sizes = [
+        entry.bounds(d)[1] or n if isinstance(d, str) else d for d, n in zip(entry.shape, tensor.shape, strict=True)
+    ]
+    rows = tensor[torch.arange(sizes[0]) % tensor.shape[0]]
+    out = rows.new_full(sizes, entry.pad)
+    out[(slice(None), *(slice(0, n) for n in rows.shape[1:]))] = rows
+    if out.is_floating_point():
+        out = out + torch.randn(out.shape, generator=generator) * out.std() * 0.1
+    return out
 
 
 def assert_same_answer(got, want, tol=1e-5, where: str = "answer") -> None:
@@ -134,9 +152,3 @@ def load_handlers(folders: dict[str, Path], names: dict[str, str] | None = None)
         handler.initialize(make_context(folder, []))
         loaded[served] = handler
     return loaded
-
-
-def reference_answer(model: str, handler, sample: Sample):
-    """What a request must be answered: the eager model's output through the handler's postprocess."""
-    items = handler.postprocess(eager_output(model, handler, sample))
-    return items[0] if len(items) == 1 else items

@@ -26,8 +26,8 @@ from deploy.kserve import MOUNT, write_all
 from tests.conftest import MODELS
 from tests.integration.conftest import client, registered, server  # noqa: F401 - the venv server, as a reference
 from tests.integration.kserve_support import PORTS, port_overrides, runtime_container
-from tests.integration.test_oip_served import auth, v2_input
-from tests.support import assert_same_answer, samples
+from tests.integration.test_oip_served import auth, v2_inputs
+from tests.support import assert_same_answer, samples, tolerance
 
 pytestmark = [
     pytest.mark.container,
@@ -135,15 +135,16 @@ def test_the_image_serves_a_repository_as_the_runtime_says(kserve_out, server, c
         assert record["samples"] == len(samples(name))
         print(f"\n{name} in the image: ready {waited:.1f}s after start ({record})")
 
-        ts = container.client()
+        served = container.client()
         v2_here = triton.InferenceServerClient(f"127.0.0.1:{container.ports['inference']}", network_timeout=120)
         v2_venv = triton.InferenceServerClient(server.address("inference").removeprefix("http://"), network_timeout=120)
         for sample in samples(name):
             want = client.predict(name, sample.raw, sample.content_type)
-            assert_same_answer(ts.predict(name, sample.raw, sample.content_type), want, where=sample.path.name)
-            tensor, _ = v2_input(name, sample, binary=False)
-            reference = v2_venv.infer(name, [tensor], headers=auth(client))
-            same_v2(v2_here.infer(name, [tensor]), reference, sample.path.name)
+            got = served.predict(name, sample.raw, sample.content_type)
+            assert_same_answer(got, want, tolerance(name), where=sample.path.name)
+            tensors, _ = v2_inputs(name, sample, binary=False)
+            reference = v2_venv.infer(name, tensors, headers=auth(client))
+            same_v2(v2_here.infer(name, tensors), reference, sample.path.name)
 
         container.python(KILL_WORKERS)
         container.wait("ready", False, 30, interval=0.1)

@@ -14,8 +14,7 @@ import requests
 from client.api import TorchServeClient
 from client.server import Server
 from export.samples import Sample
-from export.spec import load_spec
-from tests.support import eager_model, make_context, run_handler
+from tests.support import load_handlers, reference_answer
 
 TIMEOUT = 60  # s per request: generous for two busy cores
 
@@ -54,10 +53,9 @@ def worker_pids(client: TorchServeClient, model: str, version: str | None = None
     return sorted(w["pid"] for w in client.describe(model, version)[0]["workers"])
 
 
-def register_as(server: Server, client: TorchServeClient, archive: str, name: str, **params) -> dict:
+def register_as(client: TorchServeClient, archive: str, name: str, **params) -> dict:
     """Register ``archive`` under the model name ``name``, one worker, with extra management parameters
-    (``batch_size``, ``max_batch_delay``, ...); raises TorchServeError on an error status. (``server``:
-    unused, kept for the callers.)"""
+    (``batch_size``, ``max_batch_delay``, ...); raises TorchServeError on an error status."""
     return client.register(archive, initial_workers=1, model_name=name, **params)
 
 
@@ -95,17 +93,12 @@ class InProcess:
         self.answers: dict[tuple[str, Path], Any] = {}
 
     def answer(self, model: str, sample: Sample) -> Any:
-        """What the server must answer for ``sample`` (one item for a single input)."""
+        """What the server must answer for ``sample`` (``tests.support.reference_answer``)."""
         key = (model, sample.path)
         if key not in self.answers:
             if model not in self.handlers:
-                handler = load_spec(model).handler_class()()
-                handler.initialize(make_context(self.unpacked[model], []))
-                handler.model = eager_model(model)  # the reference: the eager model, not the artifact
-                self.handlers[model] = handler
-            body = [(sample.raw, sample.content_type)]
-            [(status, self.answers[key])] = run_handler(self.handlers[model], self.unpacked[model], body)
-            assert status == 200, self.answers[key]
+                self.handlers[model] = load_handlers({model: self.unpacked[model]})[model]
+            self.answers[key] = reference_answer(model, self.handlers[model], self.unpacked[model], sample)
         return self.answers[key]
 
 

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 
 import pytest
+import yaml
 from PIL import Image
 
 from client.api import read_properties
@@ -15,7 +16,6 @@ from export.spec import load_spec
 from reliability.record import record
 from tests.conftest import MODELS
 from tests.integration.reliability_support import (
-    InProcess,
     bomb_png,
     call,
     error_of,
@@ -23,10 +23,9 @@ from tests.integration.reliability_support import (
     png,
     worker_pids,
 )
-from tests.support import assert_same_answer, samples
+from tests.support import assert_same_answer, handler_name, samples, tolerance
 
 JSON = "application/json"
-MAX_IMAGE_PIXELS = 512 * 512  # the digits handler's default cap (model-config.yaml handler.max_pixels)
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,20 @@ def doc(value) -> bytes:
     return json.dumps(value).encode()
 
 
-def digit_cases() -> list[Case]:
-    png_bytes = (load_spec("digits").folder / "samples" / "3.png").read_bytes()
+def first_sample(model: str, content_type: str):
+    return next(s for s in samples(model) if s.content_type == content_type)
+
+
+def max_pixels(model: str) -> int:
+    """The image handler's cap: model-config.yaml's handler.max_pixels, or its default."""
+    config = yaml.safe_load((load_spec(model).folder / "model-config.yaml").read_text())
+    return int((config.get("handler") or {}).get("max_pixels", 512 * 512))
+
+
+def image_cases(model: str) -> list[Case]:
+    """For a model served by the image handler (8x8 grayscale digits)."""
+    png_bytes = first_sample(model, "image/png").raw
+    most = max_pixels(model)
     bmp = io.BytesIO()
     Image.open(io.BytesIO(png_bytes)).save(bmp, format="BMP")
     image = [[0] * 8] * 8
@@ -92,7 +103,7 @@ def digit_cases() -> list[Case]:
             "image/png",
             422,
             "InvalidInput",
-            ("12000x12000", str(MAX_IMAGE_PIXELS)),
+            ("12000x12000", str(most)),
         ),
         Case(
             "100000x100000 PNG header",
@@ -100,14 +111,15 @@ def digit_cases() -> list[Case]:
             "image/png",
             422,
             "InvalidInput",
-            ("too large", str(MAX_IMAGE_PIXELS)),
+            ("too large", str(most)),
         ),
         Case("text/plain", b"seven", "text/plain", 415, "UnsupportedMediaType", ("text/plain", "image/png")),
     ]
 
 
-def sensor_cases() -> list[Case]:
-    window = json.loads((load_spec("sensor_anomaly").folder / "samples" / "healthy.json").read_text())["window"]
+def sensor_cases(model: str) -> list[Case]:
+    """For a model served by the sensor-window handler (64 steps of 4 channels)."""
+    window = json.loads(first_sample(model, "application/json").raw)["window"]
     header = b"vibration,temperature,current,pressure\n"
     return [
         Case("invalid JSON", b'{"window": [[1,', JSON, 400, "MalformedRequest", ("not valid JSON",)),
@@ -157,19 +169,16 @@ def generic_cases() -> list[Case]:
     ]
 
 
-PER_MODEL = {"digits": digit_cases, "sensor_anomaly": sensor_cases}  # other models: add theirs here
-CASES = [(m, c) for m in MODELS for c in [*generic_cases(), *PER_MODEL.get(m, list)()]]
-
-
-@pytest.fixture(scope="module")
-def reference(unpacked):
-    return InProcess(unpacked)
+# Domain handlers' own cases, by the handler class a model folder uses (copies of a folder get them too).
+DOMAIN_CASES = {"DigitsClassifier": image_cases, "SensorAnomalyDetector": sensor_cases}
+CASES = [(m, c) for m in MODELS for c in [*generic_cases(), *DOMAIN_CASES.get(handler_name(m), lambda _: [])(m)]]
 
 
 def assert_still_serving(client, reference, model: str, pids: list[int]) -> None:
     """A good request answers correctly, and the model's workers are the same processes."""
     good = samples(model)[0]
-    assert_same_answer(client.predict(model, good.raw, good.content_type), reference.answer(model, good))
+    answer = client.predict(model, good.raw, good.content_type)
+    assert_same_answer(answer, reference.answer(model, good), tolerance(model))
     assert worker_pids(client, model) == pids, "a worker restarted"
 
 

@@ -10,24 +10,17 @@ import sys
 
 import pytest
 
-from client.server import ROOT, Server, private_config
+from client.server import ROOT, Server
 from tests.conftest import MODELS
-
-STARTUP_TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
 def fresh(model_store, tmp_path_factory):
     """A server of its own with every model registered (one worker each), never warmed up."""
-    work = tmp_path_factory.mktemp("health")
-    srv = Server(private_config(work / "config.properties", model_store), model_store, work, work / "state")
-    try:
-        srv.start(timeout=STARTUP_TIMEOUT, snapshots=False)
+    with Server.throwaway(model_store, tmp_path_factory.mktemp("health")) as srv:
         for name in MODELS:
             srv.client(timeout=120).register(f"{name}.mar", initial_workers=1)
         yield srv
-    finally:
-        srv.stop()
 
 
 def health(server, check: str) -> subprocess.CompletedProcess:

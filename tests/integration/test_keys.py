@@ -9,41 +9,35 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
 from client.api import TorchServeClient
-from client.server import Server, private_config
+from client.server import Server
 from tests.conftest import MODELS
 from tests.support import samples
 
-STARTUP_TIMEOUT = 180
 NAME = MODELS[0]
 
 
-def keyed_server(model_store, work, minutes: float) -> Server:
+@contextmanager
+def keyed_server(model_store, work, minutes: float) -> Iterator[Server]:
     """A server whose keys expire after ``minutes``, with one model registered (one worker)."""
-    config = private_config(work / "config.properties", model_store)
-    text = re.sub(r"^token_expiration_min=.*$", f"token_expiration_min={minutes}", config.read_text(), flags=re.M)
-    config.write_text(text)
-    server = Server(config, model_store, work, work / "state")
-    server.start(timeout=STARTUP_TIMEOUT, snapshots=False)
-    server.client().register(f"{NAME}.mar", initial_workers=1)
-    return server
+    with Server.throwaway(model_store, work, token_expiration_min=minutes) as server:
+        server.client().register(f"{NAME}.mar", initial_workers=1)
+        yield server
 
 
 @pytest.fixture(scope="module")
 def server(model_store, tmp_path_factory):
-    srv = keyed_server(model_store, tmp_path_factory.mktemp("keys"), 0.1)
-    try:
+    with keyed_server(model_store, tmp_path_factory.mktemp("keys"), 0.1) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def file_key(server, api: str = "inference") -> dict:
@@ -130,8 +124,7 @@ def test_register_passes_the_extra_registration_parameters(server):
 @pytest.mark.long
 @pytest.mark.skipif(os.environ.get("KIT_LONG_TESTS") != "1", reason="over a minute: make test-keys-expiry")
 def test_one_minute_keys_keep_working_past_expiry(model_store, tmp_path):
-    srv = keyed_server(model_store, tmp_path, 1)
-    try:
+    with keyed_server(model_store, tmp_path, 1) as srv:
         client = srv.client()
         predict_once(client)
         first = file_key(srv)["key"]
@@ -139,5 +132,3 @@ def test_one_minute_keys_keep_working_past_expiry(model_store, tmp_path):
         assert not accepted(srv, first)
         predict_once(client)
         assert client.list_models()
-    finally:
-        srv.stop()

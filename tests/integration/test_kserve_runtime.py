@@ -10,7 +10,7 @@ import pytest
 from deploy.kserve import write_all
 from tests.conftest import MODELS
 from tests.integration.kserve_support import RuntimeProcess, runtime_container
-from tests.support import assert_same_answer, samples
+from tests.support import assert_same_answer, samples, tolerance
 
 READY_TIMEOUT = 300  # s: the JVM, every worker and the warm-up, on 2 busy cores
 SHUTDOWN_BOUND = 30  # s from SIGTERM to the last process gone
@@ -35,10 +35,11 @@ def test_the_runtime_command_serves_a_repository(kserve_out, client, registered,
         assert record["samples"] == len(samples(name))
         print(f"\n{name}: ready after {waited:.1f}s ({record})")
 
-        ts = runtime.client(timeout=120)
+        served = runtime.client(timeout=120)
         for sample in samples(name):
             want = client.predict(name, sample.raw, sample.content_type)
-            assert_same_answer(ts.predict(name, sample.raw, sample.content_type), want, where=sample.path.name)
+            got = served.predict(name, sample.raw, sample.content_type)
+            assert_same_answer(got, want, tolerance(name), where=sample.path.name)
 
         for worker in runtime.workers():  # every worker of the model dies at once
             worker.kill()

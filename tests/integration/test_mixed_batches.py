@@ -13,8 +13,8 @@ import pytest
 from handlers.base import BATCH_HEADER
 from reliability.record import record
 from tests.conftest import MODELS
-from tests.integration.reliability_support import InProcess, call, register_as
-from tests.support import assert_same_answer, samples
+from tests.integration.reliability_support import call, register_as
+from tests.support import assert_same_answer, samples, tolerance
 
 BATCH = 8
 # The frontend waits this long (ms) for a batch to fill; it sends it as soon as BATCH requests are
@@ -23,11 +23,6 @@ MAX_BATCH_DELAY = 5000
 # Bad for every model: no body, a content type no model takes, a v2 tensor with a zero-size dimension.
 ZERO_SIZE = json.dumps({"inputs": [{"name": "x", "shape": [0], "datatype": "FP32", "data": []}]}).encode()
 BAD = [(b"", "application/json", 400), (b"<input/>", "application/xml", 415), (ZERO_SIZE, "application/json", 422)]
-
-
-@pytest.fixture(scope="module")
-def reference(unpacked):
-    return InProcess(unpacked)
 
 
 def burst(server, client, model: str, requests: list[tuple[bytes, str]]) -> list:
@@ -51,7 +46,7 @@ def test_good_and_bad_requests_in_one_batch(server, client, registered, referenc
     name = f"{model}_batched"
     good = list(islice(cycle(samples(model)), BATCH - len(BAD)))
     requests = [(s.raw, s.content_type) for s in good] + [(body, ctype) for body, ctype, _ in BAD]
-    register_as(server, client, f"{model}.mar", name, batch_size=BATCH, max_batch_delay=MAX_BATCH_DELAY)
+    register_as(client, f"{model}.mar", name, batch_size=BATCH, max_batch_delay=MAX_BATCH_DELAY)
     try:
         responses = burst(server, client, name, requests)
     finally:
@@ -63,7 +58,7 @@ def test_good_and_bad_requests_in_one_batch(server, client, registered, referenc
     assert batches == [f"{BATCH} requests, {len(BAD)} rejected"], batches
     for sample, response in zip(good, responses, strict=False):
         assert response.status_code == 200, response.text
-        assert_same_answer(response.json(), reference.answer(model, sample), where=sample.path.name)
+        assert_same_answer(response.json(), reference.answer(model, sample), tolerance(model), sample.path.name)
     for (_, _, status), response in zip(BAD, responses[len(good) :], strict=True):
         assert response.status_code == status, response.text
         error = response.json()  # its own JSON error, with a message (v2 names it "error")

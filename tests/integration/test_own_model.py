@@ -21,11 +21,10 @@ import requests
 import torch
 import yaml
 
-from client.server import Server, private_config
+from client.server import Server
 from export.paths import ROOT
 from export.register import sync
 
-STARTUP_TIMEOUT = 180  # s, as tests/integration/conftest.py
 V2_TYPES = {"float32": "FP32", "int64": "INT64"}
 GAIN = 0.75  # the TorchScript model's constant, chosen in its spec (its default is 1.5)
 
@@ -133,15 +132,10 @@ def served(project, tmp_path_factory):
     run(project, "make", "new-model", "NAME=mixer_ts")
     run(project, "make", "new-model", "NAME=mixer_onnx", f"FROM={files['onnx']}")  # ONNX says it all
     run(project, "make", "archive")
-    work = tmp_path_factory.mktemp("torchserve")
-    store = project / "model_store"
-    server = Server(private_config(work / "config.properties", store, project / "config.properties"), store, work, work)
-    try:
-        server.start(timeout=STARTUP_TIMEOUT, snapshots=False)
+    work, store = tmp_path_factory.mktemp("torchserve"), project / "model_store"
+    with Server.throwaway(store, work, base=project / "config.properties") as server:
         sync(server.client(), ["mixer_ts", "mixer_onnx"], False, store, work / "registered.json")  # as `make serve`
         yield server, files
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(("name", "kind"), [("mixer_ts", "pt"), ("mixer_onnx", "onnx")])

@@ -67,7 +67,7 @@ class Traffic:
 def test_a_killed_worker_fails_only_its_requests_and_comes_back(server, client, registered, reference, model):
     name = f"{model}_crash"
     sample = samples(model)[0]
-    register_as(server, client, f"{model}.mar", name)
+    register_as(client, f"{model}.mar", name)
     try:
         client.scale(name, 1)  # one worker: its death must not be hidden by a second one
         [victim] = worker_pids(client, name)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import struct
+import tempfile
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -65,14 +67,21 @@ class Case:
         parts = [(base64.b64decode(p), t) for p, t in doc["parts"]]
         return cls(doc["content_type"], parts, doc.get("headers", {}))
 
-    def save(self, model: str, path: str) -> Path:
-        """Write this case into the regression corpus (named by its content)."""
+    def save(self, model: str, path: str, into: Path | None = None) -> Path:
+        """Write this case under ``into`` (default: the regression corpus), named by its content."""
         doc = self.to_json()
         name = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:10]
-        target = CORPUS / model / f"{path}-{name}.json"
+        target = (into or CORPUS) / model / f"{path}-{name}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(doc, indent=1) + "\n")
         return target
+
+
+def keep_failure(case: Case, model: str, path: str, profile: str) -> Path:
+    """Save a failing example: into the committed corpus only for ``make fuzz`` (profile "long");
+    `make test` keeps it outside the project (a user's changes stay in models/<name>/)."""
+    scratch = Path(os.environ.get("KIT_FUZZ_FAILURES") or Path(tempfile.gettempdir()) / "kit-fuzz-failures")
+    return case.save(model, path, CORPUS if profile == "long" else scratch)
 
 
 def corpus(model: str) -> list[tuple[str, Case]]:

@@ -19,7 +19,17 @@ from export.verify import Case, ExportError, call, parity_cases, verify_parity
 from handlers.artifact import InputSpec, load_artifact, read_manifest
 from handlers.errors import ArtifactMismatch
 from tests.conftest import MODELS
-from tests.support import eager_model, random_inputs
+from tests.support import random_inputs, reference_model, tolerance
+
+
+def sample_files(name: str) -> list[str]:
+    """The sample files of a model's folder, read from its spec.yaml's globs here (not by export)."""
+    folder = load_spec(name).folder
+    raw = yaml.safe_load((folder / "spec.yaml").read_text())
+    globs = [e if isinstance(e, str) else e["path"] for e in raw["samples"]]
+    found = {str(p.relative_to(folder)) for g in globs for p in folder.glob(g) if p.name != "expected.json"}
+    assert found, f"{name}: no sample files"
+    return sorted(found)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -44,20 +54,20 @@ def test_manifest_records_what_was_verified(build_dir, name):
     assert report["max_abs_error"] <= raw.get("tolerance", {"atol": 1e-5})["atol"]
     labels = [c["input"] for c in report["checked"]]
     # every sample alone, all together, and every extra size the spec asks for
-    assert all(s in labels for s in manifest["samples"])
+    assert all(s in labels for s in sample_files(name))
     for dim, sizes in raw.get("verify_sizes", {}).items():
         assert all(f"the samples with {dim}={size}" in labels for size in sizes)
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_artifact_matches_eager_on_other_batch_sizes(build_dir, name):
+def test_artifact_matches_the_reference_on_other_batch_sizes(build_dir, name):
     artifact = load_artifact(build_dir / name, read_manifest(build_dir / name))
-    eager = eager_model(name)
+    reference, tol = reference_model(name), tolerance(name)
     x = random_inputs(name)  # every dimension at its maximum
     first3 = tuple(t[:3] for t in x)
     with torch.inference_mode():
-        torch.testing.assert_close(artifact(*first3), eager(*first3), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(artifact(*x), eager(*x), atol=1e-5, rtol=1e-5)
+        for inputs in (first3, x):
+            torch.testing.assert_close(artifact(*inputs), reference(*inputs), atol=tol["atol"], rtol=tol["rtol"])
 
 
 class BranchOnSign(torch.nn.Module):
@@ -81,15 +91,19 @@ def test_trace_that_diverges_is_rejected_and_points_to_script():
     assert verify_parity("toy", scripted, cases, wants, tolerance)["max_abs_error"] == 0
 
 
+SCRIPTED = [m for m in MODELS if not load_spec(m).imported and load_spec(m).method == "script"]
+
+
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
-def test_tracing_the_sensor_model_is_rejected(tmp_path):
-    """The sensor autoencoder pads windows whose length is not a multiple of 4: a data-dependent
-    branch. Exported with trace, its verification at other lengths must fail the build."""
-    spec = load_spec("sensor_anomaly")
+@pytest.mark.parametrize("name", SCRIPTED)
+def test_a_scripted_model_traced_instead_is_rejected(tmp_path, name):
+    """A model.py that says `method: script` has data-dependent control flow (the sensor autoencoder pads
+    windows whose length is not a multiple of 4): traced, its verification at other sizes fails the build."""
+    spec = load_spec(name)
     spec.method = "trace"
-    with pytest.raises(ExportError, match=r"sensor_anomaly: on the samples with time=\d+ .*method: script"):
-        export_model(spec, tmp_path / "sensor_anomaly")
-    assert not (tmp_path / "sensor_anomaly" / "manifest.json").exists()
+    with pytest.raises(ExportError, match=rf"{name}: .*method: script"):
+        export_model(spec, tmp_path / name)
+    assert not (tmp_path / name / "manifest.json").exists()
 
 
 def test_parity_cases_cover_each_sample_the_batch_and_extra_sizes():
@@ -108,8 +122,8 @@ def test_parity_cases_cover_each_sample_the_batch_and_extra_sizes():
 
 
 def test_tampered_artifact_is_refused(build_dir, tmp_path):
-    folder = tmp_path / "digits"
-    shutil.copytree(build_dir / "digits", folder)
+    folder = tmp_path / MODELS[0]
+    shutil.copytree(build_dir / MODELS[0], folder)
     manifest = read_manifest(folder)
     with open(folder / manifest["artifact"], "ab") as f:
         f.write(b"\0")
@@ -118,9 +132,9 @@ def test_tampered_artifact_is_refused(build_dir, tmp_path):
 
 
 def test_archive_check_catches_a_sha_mismatch(model_store, tmp_path):
-    good = model_store / "digits.mar"
-    assert check_archive(good)["name"] == "digits"
-    bad = tmp_path / "digits.mar"
+    good = model_store / f"{MODELS[0]}.mar"
+    assert check_archive(good)["name"] == MODELS[0]
+    bad = tmp_path / good.name
     with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
         for item in src.infolist():
             data = src.read(item)

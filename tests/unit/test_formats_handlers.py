@@ -13,10 +13,10 @@ from export.build import export_model
 from export.paths import parse_served_name, served_name
 from export.spec import load_spec, requested
 from export.verify import ExportError
-from handlers.artifact import ArtifactIncompatible, load_artifact, open_artifact, read_manifest, sha256_of
+from handlers.artifact import ArtifactIncompatible, InputSpec, load_artifact, open_artifact, read_manifest, sha256_of
 from handlers.base import pad_and_cat
 from tests.conftest import MODELS, OTHER_FORMATS, SERVED
-from tests.support import assert_same_answer, load_handlers, run_handler, samples
+from tests.support import assert_same_answer, load_handlers, run_handler, samples, tolerance
 
 SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "aoti": ".pt2"}
 
@@ -34,7 +34,7 @@ def test_manifest_records_format_runtime_and_parity(format_build_dir, name, fmt,
     assert (manifest["name"], manifest["format"]) == (name, fmt)
     assert manifest["artifact"] == f"{name}{SUFFIXES[fmt]}"
     assert manifest["sha256"] == sha256_of(format_build_dir / served / manifest["artifact"])
-    assert manifest["inputs"] == spec.inputs and manifest["export_seconds"] > 0
+    assert [InputSpec.from_dict(e) for e in manifest["inputs"]] == spec.inputs and manifest["export_seconds"] > 0
     runtime = manifest["runtime"]
     assert (
         runtime["opset"] >= 18
@@ -44,7 +44,7 @@ def test_manifest_records_format_runtime_and_parity(format_build_dir, name, fmt,
     report = manifest["verification"]
     labels = [c["input"] for c in report["checked"]]
     assert (
-        all(s in labels for s in manifest["samples"])
+        all(s["path"] in labels for s in manifest["samples"])
         and f"all {len(manifest['samples'])} samples as one batch" in labels
     )
     assert report["max_abs_error"] == max(c["max_abs_error"] for c in report["checked"]) < 1e-4
@@ -52,8 +52,8 @@ def test_manifest_records_format_runtime_and_parity(format_build_dir, name, fmt,
     for dim, sizes in spec.verify_sizes.items():
         for size in sizes:
             label = f"the samples with {dim}={size}"
-            bounds = next(e["dims"][dim] for e in spec.inputs if dim in e.get("dims", {}))
-            inside = bounds["min"] <= size <= bounds["max"]
+            low, high = next(e.bounds(dim) for e in spec.inputs if dim in e.dims)
+            inside = low <= size <= (high or size)
             assert (label in labels) == inside, label
             assert any(s["input"] == label for s in report["skipped"]) == (not inside), label
 
@@ -61,7 +61,6 @@ def test_manifest_records_format_runtime_and_parity(format_build_dir, name, fmt,
 @pytest.mark.parametrize("name", MODELS)
 def test_every_format_answers_like_torchscript(handlers, format_unpacked, name):
     """In process, each sample gets the same answer from every format (within the export tolerance)."""
-    tolerance = load_spec(name).tolerance["atol"]
     for sample in samples(name):
         body = [(sample.raw, sample.content_type)]
         [(status, want)] = run_handler(handlers[name], format_unpacked[name], body)
@@ -70,7 +69,7 @@ def test_every_format_answers_like_torchscript(handlers, format_unpacked, name):
             if other == name and fmt != "torchscript":
                 [(status, got)] = run_handler(handlers[served], format_unpacked[served], body)
                 assert status == 200, got
-                assert_same_answer(got, want, tolerance, f"{served} {sample.path.name}")
+                assert_same_answer(got, want, tolerance(name), f"{served} {sample.path.name}")
 
 
 @pytest.mark.parametrize(("name", "fmt", "served"), SERVED, ids=[s for *_, s in SERVED])
@@ -84,7 +83,9 @@ def test_every_batch_size_up_to_the_configured_one(handlers, format_unpacked, na
         answers = run_handler(handlers[served], format_unpacked[served], [bodies[i] for i in picks])
         for i, (status, answer) in zip(picks, answers, strict=True):
             assert status == 200, answer
-            assert_same_answer(answer, alone[i][1], 1e-5, f"{served} batch of {size}, {samples(name)[i].path.name}")
+            assert_same_answer(
+                answer, alone[i][1], tolerance(name), f"{served} batch of {size}, {samples(name)[i].path.name}"
+            )
 
 
 def largest_request(handler, folder, name: str) -> bytes:
@@ -114,23 +115,29 @@ def test_a_full_batch_of_the_largest_requests(handlers, format_unpacked, name, f
     answers = run_handler(handlers[served], format_unpacked[served], [body] * config["batchSize"])
     for status, answer in answers:
         assert status == 200
-        assert_same_answer(answer, alone, 1e-5, served)
+        assert_same_answer(answer, alone, tolerance(name), served)
 
 
-def test_onnx_session_takes_the_handler_threads_and_full_graph_optimisation(format_build_dir):
+ONNX = [s for s in OTHER_FORMATS if s[1] == "onnx"]
+AOTI = [s for s in OTHER_FORMATS if s[1] == "aoti"]
+
+
+@pytest.mark.parametrize(("name", "fmt", "served"), ONNX[:1], ids=[s for *_, s in ONNX[:1]])
+def test_onnx_session_takes_the_handler_threads_and_full_graph_optimisation(format_build_dir, name, fmt, served):
     import onnxruntime as ort
 
-    folder = format_build_dir / "digits_onnx"
+    folder = format_build_dir / served
     model = load_artifact(folder, read_manifest(folder), threads=3)
     options = model.session.get_session_options()
     assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
-    assert [i.name for i in model.session.get_inputs()] == ["image"]
+    assert [i.name for i in model.session.get_inputs()] == [e.name for e in load_spec(name).inputs]
 
 
-def test_aoti_package_refuses_a_cpu_without_its_instructions(format_build_dir):
-    folder = format_build_dir / "digits_aoti"
+@pytest.mark.parametrize(("name", "fmt", "served"), AOTI[:1], ids=[s for *_, s in AOTI[:1]])
+def test_aoti_package_refuses_a_cpu_without_its_instructions(format_build_dir, name, fmt, served):
+    folder = format_build_dir / served
     manifest = read_manifest(folder)
     built_for = manifest | {"runtime": {"cpu_capability": "SVE256"}}  # compiled for another CPU family
     with pytest.raises(ArtifactIncompatible, match="compiled for SVE256 CPUs.*FORMAT=aoti"):
@@ -138,19 +145,21 @@ def test_aoti_package_refuses_a_cpu_without_its_instructions(format_build_dir):
 
 
 def test_a_format_the_spec_does_not_list_is_refused(tmp_path):
-    spec = load_spec("digits")
+    name = MODELS[0]
+    spec = load_spec(name)
     spec.formats = ["torchscript"]
-    with pytest.raises(ExportError, match=r"digits: spec.yaml lists formats \['torchscript'\]; add onnx"):
-        export_model(spec, tmp_path / "digits_onnx", "onnx")
-    assert not (tmp_path / "digits_onnx" / "manifest.json").exists()
+    with pytest.raises(ExportError, match=rf"{name}: spec.yaml lists formats \['torchscript'\]; add onnx"):
+        export_model(spec, tmp_path / f"{name}_onnx", "onnx")
+    assert not (tmp_path / f"{name}_onnx" / "manifest.json").exists()
 
 
-def test_served_names_and_format_selection():
-    assert served_name("digits") == "digits" and served_name("sensor_anomaly", "aoti") == "sensor_anomaly_aoti"
-    assert parse_served_name("sensor_anomaly_onnx") == ("sensor_anomaly", "onnx")
-    assert parse_served_name("sensor_anomaly") == ("sensor_anomaly", "torchscript")
-    assert requested(["digits"], "all") == [("digits", f) for f in load_spec("digits").formats]
-    assert requested(["digits_aoti", "text_embedder"], "onnx") == [("digits", "aoti"), ("text_embedder", "onnx")]
+@pytest.mark.parametrize("name", MODELS)
+def test_served_names_and_format_selection(name):
+    assert served_name(name) == name and served_name(name, "aoti") == f"{name}_aoti"
+    assert parse_served_name(f"{name}_onnx") == (name, "onnx")
+    assert parse_served_name(name) == (name, "torchscript")
+    assert requested([name], "all") == [(name, f) for f in load_spec(name).formats]
+    assert requested([f"{name}_aoti", name], "onnx") == [(name, "aoti"), (name, "onnx")]
 
 
 def test_requests_of_different_lengths_are_padded_into_one_batch():

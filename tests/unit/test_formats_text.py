@@ -1,5 +1,6 @@
-"""The text_embedder in process, in every format: against sentence-transformers' own output for the
-same sentences, similar sentences closer than unrelated ones, truncation said, bad input refused."""
+"""Text embedding models (folders with samples/similarity.json) in process, in every format: against
+sentence-transformers' own output for the same sentences, similar sentences closer than unrelated
+ones, truncation said, bad input refused."""
 
 from __future__ import annotations
 
@@ -8,33 +9,44 @@ import json
 import pytest
 import torch
 
-from export.spec import load_spec
+from export.spec import load_file, load_spec
 from tests.conftest import SERVED
-from tests.support import expected_outputs, make_context, run_handler, samples
+from tests.support import assert_matches, expected_answers, make_context, run_handler, samples, tolerance
 
-TEXT = [(fmt, served) for name, fmt, served in SERVED if name == "text_embedder"]
+
+def similarity(name: str) -> dict | None:
+    """The model's samples/similarity.json (what its embeddings must say about meaning), if it has one."""
+    path = load_spec(name).folder / "samples" / "similarity.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# Text embedding models: the folders with a samples/similarity.json, in each of their formats.
+TEXT = [(name, served) for name, _, served in SERVED if similarity(name)]
 IDS = [served for _, served in TEXT]
-FOLDER = load_spec("text_embedder").folder
+pytestmark = pytest.mark.skipif(not TEXT, reason="no model folder has samples/similarity.json")
 
 
 @pytest.fixture(scope="module")
-def reference():
-    """sentence-transformers' SentenceTransformer on the package's files: the reference embeddings."""
+def sentence_transformers():
+    """sentence-transformers' SentenceTransformer on each model's package files: the reference embeddings."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("HF_HUB_OFFLINE", "1")  # the package's folder only; never a hub
         from sentence_transformers import SentenceTransformer
 
-        from models.text_embedder.model import package_dir
-
-        return SentenceTransformer(str(package_dir()), device="cpu")
+        models = {}
+        for name in {name for name, _ in TEXT}:
+            folder = load_spec(name).folder
+            package_dir = load_file(folder / "model.py", f"kit_models.{name}.model").package_dir
+            models[name] = SentenceTransformer(str(package_dir()), device="cpu")
+        return models
 
 
 @pytest.fixture(scope="module")
 def text_handlers(format_unpacked):
-    """An initialized text_embedder handler per format."""
+    """An initialized handler per served name of each text model."""
     loaded = {}
-    for _, served in TEXT:
-        handler = load_spec("text_embedder").handler_class()()
+    for name, served in TEXT:
+        handler = load_spec(name).handler_class()()
         handler.initialize(make_context(format_unpacked[served], []))
         loaded[served] = handler
     return loaded
@@ -55,51 +67,49 @@ def embed(handler, folder, sample) -> list[dict]:
     return answer if isinstance(answer, list) else [answer]
 
 
-@pytest.mark.parametrize(("fmt", "served"), TEXT, ids=IDS)
-def test_embeddings_match_sentence_transformers(text_handlers, format_unpacked, reference, fmt, served):
-    for sample in samples("text_embedder"):
+@pytest.mark.parametrize(("name", "served"), TEXT, ids=IDS)
+def test_embeddings_match_sentence_transformers(text_handlers, format_unpacked, sentence_transformers, name, served):
+    for sample in samples(name):
         texts = sample_texts(sample)
         got = torch.tensor([a["embedding"] for a in embed(text_handlers[served], format_unpacked[served], sample)])
-        want = reference.encode(texts, convert_to_tensor=True, normalize_embeddings=True)
-        similarity = torch.nn.functional.cosine_similarity(got, want, dim=1)
-        assert bool((similarity >= 0.999).all()), (served, sample.path.name, similarity.tolist())
+        want = sentence_transformers[name].encode(texts, convert_to_tensor=True, normalize_embeddings=True)
+        cosine = torch.nn.functional.cosine_similarity(got, want, dim=1)
+        assert bool((cosine >= 0.999).all()), (served, sample.path.name, cosine.tolist())
         assert (got - want).abs().max() < 1e-4, (served, sample.path.name)
 
 
-@pytest.mark.parametrize(("fmt", "served"), TEXT, ids=IDS)
-def test_similar_sentences_score_higher_than_unrelated_ones(text_handlers, format_unpacked, fmt, served):
-    expected = expected_outputs("text_embedder")
-    answers = {s.path.name: embed(text_handlers[served], format_unpacked[served], s) for s in samples("text_embedder")}
-    texts = torch.tensor([a["embedding"] for a in answers["sentences.json"]])
+@pytest.mark.parametrize(("name", "served"), TEXT, ids=IDS)
+def test_similar_sentences_score_higher_than_unrelated_ones(text_handlers, format_unpacked, name, served):
+    meaning = similarity(name)
+    answers = {s.path.name: embed(text_handlers[served], format_unpacked[served], s) for s in samples(name)}
+    texts = torch.tensor([a["embedding"] for a in answers[meaning["sample"]]])
     cosine = texts @ texts.T  # unit vectors: the dot product is the cosine similarity
-    similar = [float(cosine[i, j]) for i, j in expected["sentences.json"]["similar"]]
-    unrelated = [float(cosine[i, j]) for i, j in expected["sentences.json"]["unrelated"]]
+    similar = [float(cosine[i, j]) for i, j in meaning["similar"]]
+    unrelated = [float(cosine[i, j]) for i, j in meaning["unrelated"]]
     assert min(similar) > max(unrelated), (similar, unrelated)
-    for name, want in expected.items():
-        if "nearest" in want:
-            query = torch.tensor(answers[name][0]["embedding"])
-            assert int((texts @ query).argmax()) == want["nearest"], name
+    for file, nearest in meaning["nearest"].items():
+        query = torch.tensor(answers[file][0]["embedding"])
+        assert int((texts @ query).argmax()) == nearest, file
 
 
-@pytest.mark.parametrize(("fmt", "served"), TEXT, ids=IDS)
-def test_answers_carry_dimension_tokens_and_truncation(text_handlers, format_unpacked, fmt, served):
-    expected = expected_outputs("text_embedder")
-    for sample in samples("text_embedder"):
-        answers = embed(text_handlers[served], format_unpacked[served], sample)
-        want = expected[sample.path.name]
-        assert len(answers) == want["count"], sample.path.name
-        for answer in answers:
-            assert answer["dimension"] == len(answer["embedding"]) == 384
-            assert abs(sum(v * v for v in answer["embedding"]) - 1) < 1e-4  # L2-normalised
-            assert answer["truncated"] is want["truncated"], sample.path.name
-            if want["truncated"]:
-                assert answer["tokens"] == 256 and "maximum of 256 tokens" in answer["note"]
-            else:
-                assert 2 < answer["tokens"] < 256 and "note" not in answer
+@pytest.mark.parametrize(("name", "served"), TEXT, ids=IDS)
+def test_answers_match_expected_and_say_when_they_were_cut(text_handlers, format_unpacked, name, served):
+    expected = expected_answers(name)
+    for sample in samples(name):
+        [(status, answer)] = run_handler(
+            text_handlers[served], format_unpacked[served], [(sample.raw, sample.content_type)]
+        )
+        assert status == 200, answer
+        if sample.path.name in expected:
+            assert_matches(answer, expected[sample.path.name], tolerance(name), where=sample.path.name)
+        for item in answer if isinstance(answer, list) else [answer]:
+            assert item["dimension"] == len(item["embedding"])
+            assert abs(sum(v * v for v in item["embedding"]) - 1) < 1e-4  # L2-normalised
+            assert ("note" in item) is item["truncated"], item.get("note")
 
 
-def test_a_single_text_answers_an_object_and_a_list_answers_a_list(text_handlers, format_unpacked):
-    served = "text_embedder"
+@pytest.mark.parametrize(("name", "served"), TEXT, ids=IDS)
+def test_a_single_text_answers_an_object_and_a_list_answers_a_list(text_handlers, format_unpacked, name, served):
     one = {"text": "A man is playing a guitar."}
     [(_, single), (_, listed)] = run_handler(
         text_handlers[served],
@@ -127,11 +137,17 @@ BAD = [
 ]
 
 
+PRIMARY = [(name, served) for name, served in TEXT if name == served]
+
+
+@pytest.mark.parametrize("name", [name for name, _ in PRIMARY])
 @pytest.mark.parametrize(("body", "ctype", "status", "words"), BAD, ids=[f"text-{i}" for i in range(len(BAD))])
-def test_bad_text_input_gets_its_status_and_a_clear_message(text_handlers, format_unpacked, body, ctype, status, words):
-    served, good = "text_embedder", samples("text_embedder")[0]
+def test_bad_text_input_gets_its_status_and_a_clear_message(
+    text_handlers, format_unpacked, name, body, ctype, status, words
+):
+    good = samples(name)[0]
     [(bad_status, error), (good_status, answer)] = run_handler(
-        text_handlers[served], format_unpacked[served], [(body, ctype), (good.raw, good.content_type)]
+        text_handlers[name], format_unpacked[name], [(body, ctype), (good.raw, good.content_type)]
     )
     assert bad_status == status and error["code"] == status and words in error["message"], error
-    assert good_status == 200 and answer["dimension"] == 384
+    assert good_status == 200 and answer["dimension"] == len(answer["embedding"])

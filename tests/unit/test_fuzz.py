@@ -6,8 +6,9 @@ most SECONDS s of CPU time in the handler outside the model call (the model's ow
 limits, not by the body, and reported), PEAK_MB MB of traced (Python and numpy) memory; the process's
 peak RSS may grow by at most RSS_MB MB over one model-path. ``KIT_FUZZ=long`` (``make fuzz``) runs many more examples.
 
-A failing example (shrunk by Hypothesis) is written to tests/fuzz_corpus/<model>/: commit it, and
-test_fuzz_corpus.py replays it ever after."""
+A failing example (shrunk by Hypothesis) is printed; ``make fuzz`` writes it to tests/fuzz_corpus/<model>/
+(commit it, and test_fuzz_corpus.py replays it ever after), ``make test`` only to a scratch folder outside
+the project ($KIT_FUZZ_FAILURES, default <tmp>/kit-fuzz-failures/), so the tracked tree stays untouched."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 
 from tests.conftest import MODELS
 from tests.support import load_handlers, samples
-from tests.unit.fuzz_cases import MAX_REQUEST, PATHS, Case, Measure, Strategies, check
+from tests.unit.fuzz_cases import MAX_REQUEST, PATHS, Case, Measure, Strategies, check, keep_failure
 
 SECONDS, PEAK_MB, RSS_MB = 2.0, 200.0, 400.0
 PROFILE = os.environ.get("KIT_FUZZ", "quick")
@@ -78,7 +79,8 @@ def test_hostile_bodies_get_a_4xx_never_a_5xx(handlers, unpacked, measures, mode
         run()
     except BaseException:
         if "case" in last:  # Hypothesis replays the shrunk example last
-            print(f"failing example saved as {last['case'].save(model, path)}")
+            saved = keep_failure(last["case"], model, path, PROFILE)
+            print(f"failing example {json.dumps(last['case'].to_json())[:2000]}\nsaved as {saved}")
         raise
     assert measure.seconds <= SECONDS and measure.peak_mb <= PEAK_MB, vars(measure)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss <= RSS_MB

@@ -8,30 +8,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from export.spec import load_spec
 from handlers.artifact import sha256_of
 from handlers.tensor import TensorHandler
 from tests.conftest import MODELS
 from tests.support import (
+    assert_matches,
     assert_same_answer,
-    eager_model,
-    expected_outputs,
+    expected_answers,
+    handler_name,
     load_handlers,
     make_context,
+    reference_answer,
     run_handler,
     samples,
+    tolerance,
 )
-
-
-def reference_answer(name: str, handler, folder, sample):
-    """The answer with the eager model (an independent reference) in place of the artifact."""
-    artifact, handler.model = handler.model, eager_model(name)
-    try:
-        [(status, answer)] = run_handler(handler, folder, [(sample.raw, sample.content_type)])
-    finally:
-        handler.model = artifact
-    assert status == 200, answer
-    return answer
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +37,21 @@ def test_each_sample_matches_the_eager_model(handlers, unpacked, name):
     for sample in samples(name):
         [(status, answer)] = run_handler(handler, unpacked[name], [(sample.raw, sample.content_type)])
         assert status == 200, answer
-        assert_same_answer(answer, reference_answer(name, handler, unpacked[name], sample))
+        want = reference_answer(name, handler, unpacked[name], sample)
+        assert_same_answer(answer, want, tolerance(name), where=sample.path.name)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_samples_get_their_expected_answers(handlers, unpacked, name):
+    expected = expected_answers(name)
+    assert expected, f"{name}: no samples/expected.json"
+    by_file = {s.path.name: s for s in samples(name)}
+    assert set(expected) <= set(by_file), f"expected.json names files the spec does not list as samples: {expected}"
+    for file, pattern in expected.items():
+        body = [(by_file[file].raw, by_file[file].content_type)]
+        [(status, answer)] = run_handler(handlers[name], unpacked[name], body)
+        assert status == 200, answer
+        assert_matches(answer, pattern, tolerance(name), where=file)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -57,80 +62,60 @@ def test_one_batch_answers_each_request_like_alone(handlers, unpacked, name):
     alone = [run_handler(handler, unpacked[name], [body])[0] for body in batch]
     assert [s for s, _ in together] == [200] * len(batch)
     for (_, a), (_, b) in zip(together, alone, strict=True):
-        assert_same_answer(a, b)
+        assert_same_answer(a, b, tolerance(name))
 
 
-def test_digits_samples_get_their_true_labels(handlers, unpacked):
-    expected = expected_outputs("digits")
-    for sample in samples("digits"):
-        [(status, answer)] = run_handler(handlers["digits"], unpacked["digits"], [(sample.raw, sample.content_type)])
-        assert status == 200
-        assert answer[0]["label"] == expected[sample.path.name], sample.path.name
-        assert len(answer) == 3 and answer[0]["probability"] >= answer[1]["probability"]
+@pytest.mark.parametrize("name", MODELS)
+def test_a_sample_sent_as_a_form_field_gets_the_same_answer(handlers, unpacked, name):
+    sample = samples(name)[0]  # multipart/form-data: TorchServe names the part after the form field
+    body = [(sample.raw, sample.content_type)]
+    [(status, answer)] = run_handler(handlers[name], unpacked[name], body, name="data")
+    assert status == 200, answer
+    assert_same_answer(answer, run_handler(handlers[name], unpacked[name], body)[0][1], tolerance(name))
 
 
-def test_digits_multipart_form_field_is_accepted(handlers, unpacked):
-    raw = (load_spec("digits").folder / "samples" / "4.png").read_bytes()
-    [(status, answer)] = run_handler(handlers["digits"], unpacked["digits"], [(raw, "image/png")], name="data")
-    assert status == 200 and answer[0]["label"] == 4
+# --- Domain handlers: cases for the handler class a model folder uses (any folder, copies too) ------
 
 
-def test_digits_json_list_of_images_answers_a_list(handlers, unpacked):
-    image = json.loads((load_spec("digits").folder / "samples" / "digit.json").read_text())["image"]
-    body = json.dumps({"images": [image, image, image]}).encode()
-    [(status, answer)] = run_handler(handlers["digits"], unpacked["digits"], [(body, "application/json")])
-    assert status == 200 and len(answer) == 3 and all(a[0]["label"] == 7 for a in answer)
+def first_sample(model: str, content_type: str):
+    return next(s for s in samples(model) if s.content_type == content_type)
 
 
-def test_sensor_samples_get_the_expected_verdict(handlers, unpacked):
-    expected = expected_outputs("sensor_anomaly")
-    for sample in samples("sensor_anomaly"):
-        [(status, answer)] = run_handler(
-            handlers["sensor_anomaly"], unpacked["sensor_anomaly"], [(sample.raw, sample.content_type)]
-        )
-        assert status == 200, answer
-        assert answer["anomaly"] is expected[sample.path.name], (sample.path.name, answer)
-        assert answer["anomaly"] == (answer["score"] > answer["threshold"])
-        assert set(answer["per_channel_error"]) == {"vibration", "temperature", "current", "pressure"}
+def image_cases(model: str) -> list[tuple]:
+    """(body, content type, status, words) for a model served by the image handler."""
+    png = first_sample(model, "image/png").raw
+    return [
+        (b"", "image/png", 400, "empty request body"),
+        (b"{not json", "application/json", 400, "not valid JSON"),
+        (b'{"pixels": []}', "application/json", 400, 'expected a JSON object with "image" or "images"'),
+        (b'{"image": [[1, 2], [3]]}', "application/json", 422, "ragged"),
+        (b'{"image": [[1, 2], [3, 4]]}', "application/json", 422, "got shape [2, 2]"),
+        (json.dumps({"image": [["a"] * 8] * 8}).encode(), "application/json", 422, "type string"),
+        (json.dumps({"image": [[True] * 8] * 8}).encode(), "application/json", 422, "type boolean"),
+        (json.dumps({"image": [[float("nan")] * 8] * 8}).encode(), "application/json", 422, "NaN or Inf"),
+        (json.dumps({"image": [[300] * 8] * 8}).encode(), "application/json", 422, "within 0-255"),
+        (json.dumps({"images": []}).encode(), "application/json", 422, "empty list"),
+        (json.dumps({"images": [[[0] * 8] * 8] * 65}).encode(), "application/json", 422, "at most 64 per request"),
+        (b"hello", "text/plain", 415, "not supported"),
+        (b"not an image", "image/png", 400, "not a readable PNG"),
+        (png[: len(png) // 2], "image/png", 400, "not a readable PNG"),
+    ]
 
 
-PNG = (load_spec("digits").folder / "samples" / "3.png").read_bytes()
-WINDOW = json.loads((load_spec("sensor_anomaly").folder / "samples" / "healthy.json").read_text())["window"]
+def sensor_cases(model: str) -> list[tuple]:
+    """(body, content type, status, words) for a model served by the sensor-window handler."""
+    window = json.loads(first_sample(model, "application/json").raw)["window"]
+    return [
+        (b'{"window": [[1, 2, 3]]}', "application/json", 422, "4 channels"),
+        (json.dumps({"window": window[:8]}).encode(), "application/json", 422, "with time = 64"),
+        (json.dumps({"window": [[1, 2, 3, float("inf")]] * 64}).encode(), "application/json", 422, "NaN or Inf"),
+        (b"vibration,temperature,current,pressure\n1,2,x,4\n", "text/csv", 422, "CSV row 1"),
+        (b"\x89PNG", "image/png", 415, "not supported"),
+    ]
 
-BAD = [
-    # (model, body, content type, status, words the message must contain)
-    ("digits", b"", "image/png", 400, "empty request body"),
-    ("digits", b"{not json", "application/json", 400, "not valid JSON"),
-    ("digits", b'{"pixels": []}', "application/json", 400, 'expected a JSON object with "image" or "images"'),
-    ("digits", b'{"image": [[1, 2], [3]]}', "application/json", 422, "ragged"),
-    ("digits", b'{"image": [[1, 2], [3, 4]]}', "application/json", 422, "got shape [2, 2]"),
-    ("digits", json.dumps({"image": [["a"] * 8] * 8}).encode(), "application/json", 422, "type string"),
-    ("digits", json.dumps({"image": [[True] * 8] * 8}).encode(), "application/json", 422, "type boolean"),
-    ("digits", json.dumps({"image": [[float("nan")] * 8] * 8}).encode(), "application/json", 422, "NaN or Inf"),
-    ("digits", json.dumps({"image": [[300] * 8] * 8}).encode(), "application/json", 422, "within 0-255"),
-    ("digits", json.dumps({"images": []}).encode(), "application/json", 422, "empty list"),
-    (
-        "digits",
-        json.dumps({"images": [[[0] * 8] * 8] * 65}).encode(),
-        "application/json",
-        422,
-        "at most 64 per request",
-    ),
-    ("digits", b"hello", "text/plain", 415, "not supported"),
-    ("digits", b"not an image", "image/png", 400, "not a readable PNG"),
-    ("digits", PNG[: len(PNG) // 2], "image/png", 400, "not a readable PNG"),
-    ("sensor_anomaly", b'{"window": [[1, 2, 3]]}', "application/json", 422, "4 channels"),
-    ("sensor_anomaly", json.dumps({"window": WINDOW[:8]}).encode(), "application/json", 422, "with time = 64"),
-    (
-        "sensor_anomaly",
-        json.dumps({"window": [[1, 2, 3, float("inf")]] * 64}).encode(),
-        "application/json",
-        422,
-        "NaN or Inf",
-    ),
-    ("sensor_anomaly", b"vibration,temperature,current,pressure\n1,2,x,4\n", "text/csv", 422, "CSV row 1"),
-    ("sensor_anomaly", b"\x89PNG", "image/png", 415, "not supported"),
-]
+
+DOMAIN_CASES = {"DigitsClassifier": image_cases, "SensorAnomalyDetector": sensor_cases}  # handler class -> cases
+BAD = [(m, *case) for m in MODELS for case in DOMAIN_CASES.get(handler_name(m), lambda _: [])(m)]
 
 
 @pytest.mark.parametrize(
@@ -145,7 +130,7 @@ def test_bad_input_gets_its_status_and_a_clear_message(handlers, unpacked, name,
     assert bad_status == status, error
     assert error["code"] == status and error["type"] and words in error["message"], error
     assert good_status == 200
-    assert_same_answer(answer, reference_answer(name, handlers[name], unpacked[name], good))
+    assert_same_answer(answer, reference_answer(name, handlers[name], unpacked[name], good), tolerance(name))
 
 
 # --- The generic tensor handler (a model folder without handler.py) --------------------------------

@@ -69,16 +69,26 @@ def test_key_file_reads_each_key_afresh(tmp_path):
     assert keys.key("inference").value == "b"
 
 
-def test_archive_samples_are_the_files_under_samples(tmp_path):
+def test_archive_samples_are_the_ones_its_manifest_lists(tmp_path):
     mar = tmp_path / "m.mar"
+    listed = [
+        {"path": "samples/a.json", "content_type": "application/json"},
+        {"path": "samples/c.wav", "content_type": "audio/wav"},
+    ]
     with zipfile.ZipFile(mar, "w") as z:
-        z.writestr("samples/a.json", "{}")
-        z.writestr("samples/b.png", b"\x89PNG")
-        z.writestr("samples/expected.json", "{}")
+        z.writestr("manifest.json", json.dumps({"samples": listed}))
+        for name in (
+            "samples/a.json",
+            "samples/c.wav",
+            "samples/b.png",
+            "samples/expected.json",
+            "samples/similarity.json",
+        ):
+            z.writestr(name, b"x")
         z.writestr("model.pt", b"")
     assert [(n, t) for n, _, t in archive_samples(mar)] == [
         ("samples/a.json", "application/json"),
-        ("samples/b.png", "image/png"),
+        ("samples/c.wav", "audio/wav"),  # the spec's content type, not a guess from the extension
     ]
 
 

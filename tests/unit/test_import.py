@@ -32,8 +32,8 @@ class JsonTensors(ManifestHandler):
     def preprocess(self, body, content_type):
         return Decoded(tuple(torch.tensor(body["inputs"][s.name]) for s in self.input_specs), False)
 
-    def postprocess(self, output):
-        return output.tolist()
+    def postprocess(self, outputs, decoded):
+        return outputs[0].tolist()
 '''
 INPUTS = [
     {"name": "signal", "dtype": "float32", "shape": ["batch", 3], "dims": {"batch": {"min": 1, "max": 16}}},
@@ -125,6 +125,26 @@ def test_a_torchscript_file_becomes_onnx_but_not_pt2(tmp_path):
         export_model(load_spec("mixer", models), tmp_path / "mixer_aoti", "aoti")
 
 
+def test_an_exported_program_with_a_constant_is_called_with_it_and_becomes_onnx(tmp_path):
+    spec = {"source": "model.pt2", "constants": {"gain": 0.5}, "formats": ["exported", "onnx"]}
+    models = folder_with(tmp_path, "mixer", spec)
+    batch = torch.export.Dim("batch", min=1, max=16)
+    shapes = {"signal": {0: batch}, "weights": {0: batch}, "gain": None}
+    program = torch.export.export(
+        Mixer().eval(), (torch.ones(2, 3), torch.ones(2, 5)), {"gain": 0.5}, dynamic_shapes=shapes
+    )
+    torch.export.save(program, str(models / "mixer" / "model.pt2"))
+    x = (torch.randn(4, 3), torch.randn(4, 5))
+    with torch.inference_mode():
+        want = Mixer().eval()(*x, gain=0.5)
+    for fmt, constants in (("exported", {"gain": 0.5}), ("onnx", {})):  # the program's signature keeps the gain
+        out = tmp_path / f"mixer_{fmt}"
+        manifest = export_model(load_spec("mixer", models), out, fmt)
+        assert manifest["call_constants"] == constants, fmt
+        with torch.inference_mode():
+            torch.testing.assert_close(load_artifact(out, read_manifest(out))(*x), want, atol=1e-5, rtol=1e-5)
+
+
 def test_a_missing_constant_is_explained(tmp_path):
     models = folder_with(tmp_path, "mixer", {"source": "model.pt"}, Mixer())
     with pytest.raises(ExportError, match=r"non-tensor argument 'gain' .* `constants: \{gain: <value>\}`"):
@@ -140,6 +160,16 @@ def test_a_model_that_keeps_state_is_refused_unless_it_declares_a_reset(tmp_path
     spec.batching = False
     manifest = export_model(spec, tmp_path / "out")
     assert manifest["reset"] == "reset" and manifest["batching"] is False
+
+
+def test_a_model_with_a_reset_is_refused_in_formats_that_drop_the_method(tmp_path):
+    models = folder_with(
+        tmp_path, "counter", {"source": "model.pt", "reset": "reset", "formats": ["torchscript", "onnx"]}, Counter()
+    )
+    with pytest.raises(
+        ValueError, match=r"reset \('reset'\) is served as TorchScript only.*\['onnx'\].*formats: \[torchscript\]"
+    ):
+        load_spec("counter", models)
 
 
 def test_batched_answers_unlike_single_ones_need_batching_false(tmp_path):
