@@ -86,7 +86,10 @@ def _load_aoti(path: Path, manifest: dict, threads: int) -> Callable:
             f"Rebuild it on the serving machine type (`make archive FORMAT=aoti`) or serve another format."
         )
     # Its kernels run on torch's OpenMP threads: torch.set_num_threads (done by the handler) applies.
-    return torch._inductor.aoti_load_package(str(path))
+    runner = torch._inductor.aoti_load_package(str(path))
+    # The compiled kernels read inputs as dense, ignoring a view's strides: a narrowed or sliced batch
+    # (the length planner's groups) gave rows of zeros. Contiguous copies cost little beside the model.
+    return lambda *tensors: runner(*(t.contiguous() for t in tensors))
 
 
 def _load_exported(path: Path, manifest: dict, threads: int) -> Callable:
