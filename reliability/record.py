@@ -98,6 +98,18 @@ class HostileLive:
 
 
 @dataclass
+class Fuzz:
+    """Generated and mutated bodies sent to one model's handler on one path (tests/unit/test_fuzz.py)."""
+
+    model: str
+    path: str
+    examples: int
+    worst_cpu_ms: float  # in the handler, outside the model call
+    worst_wall_ms: float  # with the model call
+    peak_mb: float  # traced (Python and numpy) memory
+
+
+@dataclass
 class Outcome:
     """How the reliability tests ended (written by tests/conftest.py at the end of the session)."""
 
@@ -116,9 +128,10 @@ SECTIONS = {
     "load": Load,
     "security": Security,
     "hostile_live": HostileLive,
+    "fuzz": Fuzz,
     "tests": Outcome,
 }
-Record = BadInput | MixedBatch | WorkerCrash | Restart | Load | Security | HostileLive | Outcome
+Record = BadInput | MixedBatch | WorkerCrash | Restart | Load | Security | HostileLive | Fuzz | Outcome
 
 
 def record(section: str, **fields) -> Record:

@@ -21,6 +21,7 @@ from reliability.load import soak
 from reliability.record import (
     ENV,
     BadInput,
+    Fuzz,
     HostileLive,
     Load,
     MixedBatch,
@@ -34,14 +35,16 @@ from reliability.record import (
 
 DOC = ROOT / "docs" / "RELIABILITY.md"
 TESTS = [
-    f"tests/integration/{name}.py"
+    f"tests/{name}.py"
     for name in (
-        "test_bad_input",
-        "test_mixed_batches",
-        "test_worker_crash",
-        "test_restart",
-        "test_load",
-        "test_security",
+        "integration/test_bad_input",
+        "integration/test_mixed_batches",
+        "integration/test_worker_crash",
+        "integration/test_restart",
+        "integration/test_load",
+        "integration/test_security",
+        "integration/test_hostile_live",
+        "unit/test_fuzz",
     )
 ]
 LIMITS = """\
@@ -189,6 +192,16 @@ def hostile_section(records: list[HostileLive]) -> str:
     return "## 7. Hostile requests on a live server\n\n" + table(["model", "route", "cases", "statuses"], rows)
 
 
+def fuzz_section(records: list[Fuzz]) -> str:
+    rows = [[r.model, r.path, r.examples, r.worst_cpu_ms, r.worst_wall_ms, r.peak_mb] for r in records]
+    head = ["model", "path", "examples", "worst CPU ms in the handler", "worst ms with the model", "peak traced MB"]
+    return (
+        "## 8. Fuzzing in process (tests/unit/test_fuzz.py)\n\n"
+        "Every answer a 2xx or a 4xx with a JSON error, valid JSON, batch-mates answered. This is the short "
+        "budget of `make test`; `make fuzz` runs the long one and prints the same table.\n\n" + table(head, rows)
+    )
+
+
 SECTIONS = [
     (BadInput, bad_input_section),
     (MixedBatch, mixed_section),
@@ -197,6 +210,7 @@ SECTIONS = [
     (Load, load_section),
     (Security, security_section),
     (HostileLive, hostile_section),
+    (Fuzz, fuzz_section),
 ]
 
 

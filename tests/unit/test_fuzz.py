@@ -19,6 +19,7 @@ import resource
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
+from reliability.record import record
 from tests.conftest import MODELS
 from tests.support import load_handlers, samples
 from tests.unit.fuzz_cases import MAX_REQUEST, PATHS, Case, Measure, Strategies, check, keep_failure
@@ -50,6 +51,16 @@ def measures(request):
         f"CPU in the handler, {m.total * 1000:6.0f} ms wall with the model, {m.peak_mb:5.1f} MB traced"
         for (model, path), m in sorted(found.items())
     ]
+    for (model, path), m in sorted(found.items()):
+        record(
+            "fuzz",
+            model=model,
+            path=path,
+            examples=m.examples,
+            worst_cpu_ms=round(m.seconds * 1000, 1),
+            worst_wall_ms=round(m.total * 1000, 1),
+            peak_mb=round(m.peak_mb, 1),
+        )
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():  # shown without -s, as `make fuzz` promises
         print("", *lines, sep="\n")
