@@ -60,15 +60,19 @@ def sweeps(light: str, heavy: str) -> dict[str, Sweep]:
     """Every sweep, by name. ``light`` / ``heavy``: the archived models fastest / slowest in process
     (no names here)."""
     every = model_names()
+    # The variants both text sweeps compare against: the old default, Flask, and plain batching.
+    text_baseline = [
+        Variant("batch 1; 2 workers x 1 thread (before)", model=_workers(1, 2, 1)),
+        Variant("Flask as tutorials run it", flask_nodelay=False),
+        Variant("batch 8, delay 1 ms; 2 x 1", model=_workers(8, 2, 1)),
+        Variant("batch 16, delay 1 ms; 2 x 1", model=_workers(16, 2, 1)),
+    ]
     return {
         "length": Sweep(
             [heavy],
             [1, 16, 64],
             [
-                Variant("batch 1; 2 workers x 1 thread (before)", model=_workers(1, 2, 1)),
-                Variant("Flask as tutorials run it", flask_nodelay=False),
-                Variant("batch 8, delay 1 ms; 2 x 1", model=_workers(8, 2, 1)),
-                Variant("batch 16, delay 1 ms; 2 x 1", model=_workers(16, 2, 1)),
+                *text_baseline,
                 Variant("batch 32, delay 1 ms; 2 x 1", model=_workers(32, 2, 1)),
                 Variant("batch 16, delay 5 ms; 2 x 1", model=_workers(16, 2, 1) | {"maxBatchDelay": 5}),
                 Variant("batch 16, delay 1 ms; 1 x 2", model=_workers(16, 1, 2)),
@@ -83,10 +87,7 @@ def sweeps(light: str, heavy: str) -> dict[str, Sweep]:
             [heavy],
             [1, 16, 64],
             [
-                Variant("batch 1; 2 workers x 1 thread (before)", model=_workers(1, 2, 1)),
-                Variant("Flask as tutorials run it", flask_nodelay=False),
-                Variant("batch 8, delay 1 ms; 2 x 1", model=_workers(8, 2, 1)),
-                Variant("batch 16, delay 1 ms; 2 x 1", model=_workers(16, 2, 1)),
+                *text_baseline,
                 Variant("batch 8, delay 1 ms; 1 x 2", model=_workers(8, 1, 2)),
                 Variant("batch 16, delay 1 ms; 1 x 2", model=_workers(16, 1, 2)),
             ],

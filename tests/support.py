@@ -152,3 +152,14 @@ def load_handlers(folders: dict[str, Path], names: dict[str, str] | None = None)
         handler.initialize(make_context(folder, []))
         loaded[served] = handler
     return loaded
+
+
+def unregister_all(client, names) -> None:
+    """Unregister every one of ``names`` that is still registered (a test may have removed some)."""
+    from client.api import TorchServeError
+
+    for name in names:
+        try:
+            client.unregister(name)
+        except TorchServeError:
+            pass  # a test already removed it

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from client.api import TorchServeClient, TorchServeError
+from client.api import TorchServeClient
 from client.server import Server
 from tests.conftest import MODELS
 from tests.integration.reliability_support import InProcess
+from tests.support import unregister_all
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +32,7 @@ def registered(client):
     for name in MODELS:
         client.register(f"{name}.mar", initial_workers=1)
     yield MODELS
-    for name in MODELS:
-        try:
-            client.unregister(name)
-        except TorchServeError:
-            pass  # a test already removed it
+    unregister_all(client, MODELS)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import yaml
 from client.api import TorchServeError
 from export.spec import load_spec
 from tests.conftest import MODELS, OTHER_FORMATS, SERVED
-from tests.support import assert_same_answer, load_handlers, run_handler, samples, tolerance
+from tests.support import assert_same_answer, load_handlers, run_handler, samples, tolerance, unregister_all
 
 IDS = [served for *_, served in SERVED]
 
@@ -27,11 +27,7 @@ def format_registered(server, client, registered, format_store):
     with ThreadPoolExecutor(len(others)) as pool:  # each waits for its worker: start them together
         list(pool.map(lambda served: patient.register(f"{served}.mar", initial_workers=1), others))
     yield [served for *_, served in SERVED]
-    for served in others:
-        try:
-            client.unregister(served)
-        except TorchServeError:
-            pass  # a test already removed it
+    unregister_all(client, others)
 
 
 @pytest.fixture(scope="module")
