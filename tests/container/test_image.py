@@ -25,7 +25,7 @@ from client.server import ROOT, free_ports
 from deploy.kserve import MOUNT, write_all
 from tests.conftest import MODELS
 from tests.integration.conftest import client, registered, server  # noqa: F401 - the venv server, as a reference
-from tests.integration.kserve_support import PORTS, port_overrides, runtime_container
+from tests.integration.kserve_support import PORTS, port_overrides, runtime_container, wait_for_probe
 from tests.integration.test_oip_served import auth, v2_inputs
 from tests.support import assert_same_answer, samples, tolerance
 
@@ -63,14 +63,9 @@ class Container:
         return podman("exec", self.name, *self.spec[key]["exec"]["command"], check=False, timeout=60)
 
     def wait(self, check: str, want: bool, timeout: float, interval: float = 0.5) -> float:
-        started, last = time.monotonic(), None
-        while time.monotonic() - started < timeout:
-            last = self.probe(check)
-            if (last.returncode == 0) is want:
-                return time.monotonic() - started
-            time.sleep(interval)
-        logs = podman("logs", "--tail=40", self.name, check=False).stdout
-        raise TimeoutError(f"{check} not {want} after {timeout:.0f}s: {last.stderr if last else ''}\n{logs}")
+        """Seconds until the probe says ``want``; on a timeout, the container's last log lines too."""
+        logs = lambda: podman("logs", "--tail=40", self.name, check=False).stdout  # noqa: E731
+        return wait_for_probe(self.probe, check, want, timeout, interval, logs=logs)
 
     def python(self, code: str) -> str:
         return podman("exec", self.name, "python", "-c", code).stdout

@@ -107,15 +107,12 @@ class RuntimeProcess:
 
     def wait(self, check: str, want: bool, timeout: float, interval: float = 0.5) -> float:
         """Seconds until the probe says ``want``; raises TimeoutError with its last words."""
-        started, last = time.monotonic(), None
-        while time.monotonic() - started < timeout:
-            last = self.probe(check)
-            if (last.returncode == 0) is want:
-                return time.monotonic() - started
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the runtime exited ({self.process.returncode}); see {self.work}/container.log")
-            time.sleep(interval)
-        raise TimeoutError(f"{check} not {want} after {timeout:.0f}s: {last.stderr if last else ''}")
+        return wait_for_probe(self.probe, check, want, timeout, interval, alive=self.alive)
+
+    def alive(self) -> None:
+        """Raise if the runtime's process has exited (waiting longer would only time out)."""
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the runtime exited ({self.process.returncode}); see {self.work}/container.log")
 
     def warm_state(self) -> dict:
         """What warm-up recorded (client.health writes it in the server's TMPDIR)."""
@@ -148,3 +145,20 @@ class RuntimeProcess:
     def client(self, **kwargs) -> TorchServeClient:
         local = "http://127.0.0.1:{}".format
         return TorchServeClient(local(self.ports["inference"]), local(self.ports["management"]), None, **kwargs)
+
+
+def wait_for_probe(
+    probe, check: str, want: bool, timeout: float, interval: float = 0.5, alive=None, logs=None
+) -> float:
+    """Seconds until ``probe(check)`` exits 0 (``want`` True) or not (False), polled every ``interval``;
+    ``alive()`` may raise to stop early; raises TimeoutError with the probe's last words and ``logs()``."""
+    started, last = time.monotonic(), None
+    while time.monotonic() - started < timeout:
+        last = probe(check)
+        if (last.returncode == 0) is want:
+            return time.monotonic() - started
+        if alive is not None:
+            alive()
+        time.sleep(interval)
+    tail = f"\n{logs()}" if logs else ""
+    raise TimeoutError(f"{check} not {want} after {timeout:.0f}s: {last.stderr if last else ''}{tail}")
