@@ -182,29 +182,29 @@ def test_batched_answers_unlike_single_ones_need_batching_false(tmp_path):
     assert manifest["batching"] is False and manifest["verification"]["batching"]["agrees"] is False
 
 
+def export_python_model(tmp_path, name: str, forward: str, spec: dict | None = None, build: str = "M().eval()"):
+    """Export a model.py route model whose class M has the ``forward`` source given."""
+    models = folder_with(tmp_path, name, spec or {})
+    source = f"import torch\n\n\nclass M(torch.nn.Module):\n{forward}\n\ndef build(folder):\n    return {build}\n"
+    (models / name / "model.py").write_text(source)
+    return export_model(load_spec(name, models), tmp_path / "out")
+
+
 def test_a_trace_that_fails_says_what_to_do(tmp_path):
-    models = folder_with(tmp_path, "untraceable", {"method": "trace"})
-    (models / "untraceable" / "model.py").write_text(
-        "import torch\n\n\nclass M(torch.nn.Module):\n"
+    forward = (
         "    def forward(self, signal, weights):\n"
         "        if torch.jit.is_tracing():  # stands for any code the tracer cannot record\n"
         "            raise RuntimeError('not traceable')\n"
-        "        return signal[:, :2]\n\n\n"
-        "def build(folder):\n    return M().eval()\n"
+        "        return signal[:, :2]\n"
     )
     with pytest.raises(ExportError, match=r"torch.jit.trace failed .* `method: script` .* `constants:`"):
-        export_model(load_spec("untraceable", models), tmp_path / "out")
+        export_python_model(tmp_path, "untraceable", forward, {"method": "trace"})
 
 
 def test_a_model_that_returns_no_tensor_is_told_so(tmp_path):
-    models = folder_with(tmp_path, "untensored", {})
-    (models / "untensored" / "model.py").write_text(
-        "import torch\n\n\nclass M(torch.nn.Module):\n"
-        "    def forward(self, signal, weights):\n        return signal, None\n\n\n"
-        "def build(folder):\n    return M().eval()\n"
-    )
+    forward = "    def forward(self, signal, weights):\n        return signal, None\n"
     with pytest.raises(ExportError, match=r"output 1 is a NoneType; forward\(\) must return tensors"):
-        export_model(load_spec("untensored", models), tmp_path / "out")
+        export_python_model(tmp_path, "untensored", forward)
 
 
 def test_the_models_directory_can_be_moved(tmp_path):
@@ -216,15 +216,12 @@ def test_the_models_directory_can_be_moved(tmp_path):
 
 
 def test_a_raw_scriptmodule_from_build_gets_the_constants_hint(tmp_path):
-    models = folder_with(tmp_path, "raw", {})
-    (models / "raw" / "model.py").write_text(
-        "import torch\n\n\nclass M(torch.nn.Module):\n"
+    forward = (
         "    def forward(self, signal: torch.Tensor, weights: torch.Tensor, mode: int) -> torch.Tensor:\n"
-        "        return signal * mode\n\n\n"
-        "def build(folder):\n    return torch.jit.script(M().eval())\n"
+        "        return signal * mode\n"
     )
     with pytest.raises(ExportError, match=r"non-tensor argument 'mode' .* `constants: \{mode: <value>\}`"):
-        export_model(load_spec("raw", models), tmp_path / "out")
+        export_python_model(tmp_path, "raw", forward, build="torch.jit.script(M().eval())")
 
 
 def test_new_model_reads_what_each_file_says(tmp_path):
