@@ -81,7 +81,7 @@ def run(
             value = torchserve_value(p.raw, p.content_type)
             if k < answered:
                 ctx = context(model_dir, name, config, [p.content_type])
-                answer = handler.handle([{"body": value}], ctx)[0]
+                answer = json.loads(handler.handle([{"body": value}], ctx)[0])
                 answers[p.path.name] = {"status": ctx.get_response_status(0)[0], "answer": answer}
             # Items (images, windows, texts) in this request: the first dimension of its input.
             items = instances(handler.preprocess(value, p.content_type))

@@ -86,8 +86,8 @@ class ManifestHandler:
         self.v2_inputs = self.v2_inputs or tuple(s.name for s in self.input_specs)
         self.v2_limits = oip.Limits(len(self.v2_inputs), self.max_elements(), self.max_instances())
 
-    def handle(self, data: list[dict], context) -> list:
-        """TorchServe's entry point: one answer per request, in order."""
+    def handle(self, data: list[dict], context) -> list[bytes]:
+        """TorchServe's entry point: one JSON answer (UTF-8 bytes) per request, in order."""
         answers: list = [None] * len(data)
         good: list[tuple[int, Decoded, oip.V2Request | None]] = []
         for idx, row in enumerate(data):
@@ -144,7 +144,7 @@ class ManifestHandler:
         batching.report(context, stats)
         return outputs
 
-    def answer(self, context, idx: int, decoded: Decoded, request: oip.V2Request | None, outputs: Any) -> Any:
+    def answer(self, context, idx: int, decoded: Decoded, request: oip.V2Request | None, outputs: Any) -> bytes:
         """One request's JSON answer (or its 500), with its status and content type set."""
         try:
             if isinstance(outputs, Exception):
@@ -158,13 +158,15 @@ class ManifestHandler:
                 answer = oip.response(name, version, request.id, self.output_fields(), fields)
             else:
                 answer = items[0] if decoded.single else items
-            json.dumps(answer, allow_nan=False)  # NaN/Infinity are not JSON: this request's 500, not a broken body
+            # Encoded here, once (TorchServe would encode it again): NaN/Infinity are not JSON, so
+            # a handler that invents one gets this request's 500, never a broken body.
+            body = json.dumps(answer, allow_nan=False).encode()
         except Exception as err:  # noqa: BLE001 - the last line of defence: this request only
             return self.refuse(context, idx, err, request is not None)
         context.set_response_content_type(idx, "application/json")
-        return answer
+        return body
 
-    def refuse(self, context, idx: int, err: Exception, v2: bool) -> dict:
+    def refuse(self, context, idx: int, err: Exception, v2: bool) -> bytes:
         """Request ``idx``'s error answer: its RequestError, or a logged 500 naming model and request."""
         if not isinstance(err, RequestError):
             request_id = context.get_request_id(idx) if context and context.request_ids else idx
@@ -173,7 +175,7 @@ class ManifestHandler:
             err = InternalError(f"model {name} failed on request {request_id} ({type(err).__name__}); see its log")
         context.set_response_status(err.status, err.phrase, idx)
         context.set_response_content_type(idx, "application/json")
-        return err.to_json(v2)
+        return json.dumps(err.to_json(v2)).encode()
 
     def preprocess(self, body: Any, content_type: str) -> Decoded:
         """One REST request body → its input tensors; raise a RequestError for bad input."""

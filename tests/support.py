@@ -8,6 +8,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from ts.context import Context
@@ -52,8 +53,13 @@ def run_handler(handler, model_dir: Path, bodies: list[tuple[bytes, str]], name:
     ctx = make_context(model_dir, [(name, ctype) for _, ctype in bodies])
     rows = [{name: torchserve_value(raw, ctype)} for raw, ctype in bodies]
     answers = handler.handle(rows, ctx)
-    assert len(answers) == len(bodies)
-    return [(ctx.get_response_status(i)[0], answers[i]) for i in range(len(bodies))]
+    assert len(answers) == len(bodies) and all(isinstance(a, bytes) for a in answers), answers
+    return [(ctx.get_response_status(i)[0], strict_json(answers[i])) for i in range(len(bodies))]
+
+
+def strict_json(body: bytes):
+    """A handler's answer decoded as JSON proper: NaN and Infinity (Python's extension) refused."""
+    return json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} in an answer: not JSON"))
 
 
 def samples(model: str) -> list[Sample]:

@@ -92,8 +92,8 @@ class DigitsClassifier(ManifestHandler):
         (logits,) = outputs
         top = torch.softmax(logits, dim=1).topk(min(self.topk, logits.shape[1]), dim=1)
         return [
-            [{"label": int(label), "probability": round(float(p), 6)} for p, label in zip(probs, labels, strict=True)]
-            for probs, labels in zip(top.values, top.indices, strict=True)
+            [{"label": label, "probability": round(p, 6)} for p, label in zip(probs, labels, strict=True)]
+            for probs, labels in zip(top.values.tolist(), top.indices.tolist(), strict=True)
         ]
 
     def v2_fields(self, item: list) -> dict:

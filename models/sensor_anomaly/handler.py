@@ -83,15 +83,14 @@ class SensorAnomalyDetector(ManifestHandler):
         """Per-channel errors [n, channels] → score (their mean), threshold and verdict per window."""
         (errors,) = outputs
         answers = []
-        for row in errors:
-            score = float(row.mean())
+        for row, score in zip(errors.tolist(), errors.mean(dim=1).tolist(), strict=True):
             answers.append(
                 {
                     "score": round(score, 6),
                     "threshold": round(self.threshold, 6),
                     # Written so that a NaN score is an anomaly, never a healthy verdict.
                     "anomaly": not score <= self.threshold,
-                    "per_channel_error": {c: round(float(e), 6) for c, e in zip(self.channels, row, strict=True)},
+                    "per_channel_error": {c: round(e, 6) for c, e in zip(self.channels, row, strict=True)},
                 }
             )
         return answers

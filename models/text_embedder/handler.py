@@ -91,11 +91,13 @@ class TextEmbedder(ManifestHandler):
     def postprocess(self, outputs: tuple[torch.Tensor, ...], decoded: Decoded) -> list:
         """Embeddings [n, 384] and (token count, truncated) per text → one answer per text."""
         (embeddings,) = outputs
+        # Rounded to 6 decimals as whole rows (a Python loop over 384 tensor elements took 0.5 ms).
+        rows = embeddings.double().mul(1e6).round().div(1e6).tolist()
         answers = []
-        for embedding, (count, truncated) in zip(embeddings, decoded.info, strict=True):
+        for embedding, (count, truncated) in zip(rows, decoded.info, strict=True):
             answer = {
-                "embedding": [round(float(v), 6) for v in embedding],
-                "dimension": int(embedding.shape[0]),
+                "embedding": embedding,
+                "dimension": len(embedding),
                 "tokens": count,
                 "truncated": truncated,
             }
