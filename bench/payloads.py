@@ -38,6 +38,14 @@ def corpus_targets(model: str, corpus: str) -> dict:
     return json.loads(path.read_text()).get("targets", {}) if path else {}
 
 
+def corpus_baseline(model: str, corpus: str) -> dict:
+    """The corpus file's ``baseline``: other model-config.yaml values (``settings``) under which the
+    same archive is served beside the defaults and measured alike (``label`` says what they are);
+    ``{}`` when the corpus has none."""
+    path = corpus_files(model).get(corpus)
+    return json.loads(path.read_text()).get("baseline", {}) if path else {}
+
+
 @functools.cache
 def payloads(model: str, corpus: str = SAMPLES) -> list[Sample]:
     """The bodies of one corpus in a stable order (the samples its spec.yaml lists by default)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.summary import summarize, targets
 
-SYSTEM_NAMES = {"torchserve": "TorchServe", "flask": "Flask"}
+SYSTEM_NAMES = {"torchserve": "TorchServe", "flask": "Flask", "baseline": "TorchServe, baseline settings"}
 
 
 def _f(value, digits: int = 1) -> str:
@@ -117,6 +117,15 @@ def _model_section(name: str, model: dict, summary: dict) -> list[str]:
         mark = " (configured)" if b["batch"] == lim["configured_batch"] else ""
         mark += " (best)" if b["batch"] == lim["best_batch"] else ""
         lines.append(f"| {b['batch']}{mark} | {_f(b['items_per_s'])} | {_f(b['ms_per_call_p50'], 3)} |")
+    base = model.get("baseline")
+    if base:
+        cfg = base["served_config"]
+        lines += [
+            "",
+            f"**Baseline**: {base.get('label', 'other settings')}: the same archive with {base['settings']}, served "
+            f"as `{base['served_as']}` (batchSize {cfg['batchSize']}, maxBatchDelay {cfg['maxBatchDelay']} ms, "
+            f"{cfg['minWorkers']} worker(s)), measured right after TorchServe in each round.",
+        ]
     lines += [
         "",
         f"**Served** (median of rounds; ×limit = served items/s ÷ the in-process limit: best batch "
@@ -125,8 +134,8 @@ def _model_section(name: str, model: dict, summary: dict) -> list[str]:
         + "):",
         "",
         "| system | concurrency | req/s | items/s | p50 ms | p90 ms | p99 ms | errors | server CPU ms/req | ×limit "
-        "| TS/Flask |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| TS/Flask | TS/baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for system, points in summary["systems"].items():
         for c, p in sorted(points.items()):
@@ -135,7 +144,8 @@ def _model_section(name: str, model: dict, summary: dict) -> list[str]:
                 f"| {SYSTEM_NAMES.get(system, system)} | {c} | {_f(p['rps'])} | {_f(p['items_per_s'])} | "
                 f"{_f(p['p50'], 2)} | {_f(p['p90'], 2)} | {_f(p['p99'], 2)} | {p['errors']} | "
                 f"{_f(p['cpu_ms_per_request'], 3)} | {ratio:.2f} | "
-                f"{_f(p.get('vs_flask'), 2) if 'vs_flask' in p else ''} |"
+                f"{_f(p.get('vs_flask'), 2) if 'vs_flask' in p else ''} | "
+                f"{_f(p.get('vs_baseline'), 2) if 'vs_baseline' in p else ''} |"
             )
     ts_points = summary["systems"].get("torchserve", {})
     if ts_points:

@@ -3,7 +3,9 @@
 Order: every model's in-process limit (a subprocess each), then one TorchServe with every archive
 registered; per model a Flask server on the same archive, both checked against the in-process
 answers, then ``repeats`` rounds of (TorchServe, Flask) x concurrencies, each point a warm-up run
-that is thrown away and a measured run. Rounds interleave the systems so that slow drift on a
+that is thrown away and a measured run. A corpus that names a ``baseline`` (other model-config
+values, e.g. the defaults before a change) has the same archive served under them as well, measured
+right after TorchServe in every round. Rounds interleave the systems so that slow drift on a
 shared machine hits both alike. (Over 250 lines: the steps of one run, kept together in order.)
 """
 
@@ -28,7 +30,7 @@ from bench import torchserve
 from bench.archive import variant_archive
 from bench.flask_process import FlaskServer
 from bench.loadgen import run_load, wrk_binary
-from bench.payloads import corpora, corpus_targets, payloads
+from bench.payloads import corpora, corpus_baseline, corpus_targets, payloads
 from client.answers import same
 from client.server import Server
 from export.paths import MODEL_STORE, ROOT, model_names
@@ -185,12 +187,21 @@ def padded_percents(server, offset: int, model: str) -> list[float]:
     return list(seen.values())
 
 
-def bench_workload(name: str, corpus: str, server, token: str, limit: dict, settings: Settings, work: Path, log):
-    """Every point of one model on one corpus: correctness first, then the rounds."""
+def bench_workload(
+    name: str, corpus: str, server, token: str, limit: dict, settings: Settings, work: Path, log, baseline: str | None
+):
+    """Every point of one model on one corpus: correctness first, then the rounds. ``baseline``:
+    the served name of the same archive under the corpus's baseline settings, measured as a third
+    system right after TorchServe (None: the corpus has no baseline)."""
     archive, bodies = settings.model_store / f"{name}.mar", payloads(name, corpus)
-    out = {"runs": {s: {str(c): [] for c in settings.concurrency} for s in settings.systems}, "wrong_answers": {}}
-    ts_url = f"{server.address('inference')}/predictions/{name}"
-    out["wrong_answers"]["torchserve"] = check_answers(ts_url, bodies, limit["answers"], token)
+    systems = [*settings.systems]
+    if baseline and "torchserve" in systems:
+        systems.insert(systems.index("torchserve") + 1, "baseline")
+    out = {"runs": {s: {str(c): [] for c in settings.concurrency} for s in systems}, "wrong_answers": {}}
+    served = {"torchserve": name, "baseline": baseline}
+    for system in (s for s in systems if s != "flask"):
+        url = f"{server.address('inference')}/predictions/{served[system]}"
+        out["wrong_answers"][system] = check_answers(url, bodies, limit["answers"], token)
     use_flask = "flask" in settings.systems
     flask_log = work / f"flask-{name}-{corpus}.log"
     with FlaskServer(archive, flask_log, bodies[0]) if use_flask else nullcontext() as flask:
@@ -199,10 +210,10 @@ def bench_workload(name: str, corpus: str, server, token: str, limit: dict, sett
         for round_ in range(settings.repeats):
             if round_:  # the limit again, between rounds: the machine's load drifts for all alike
                 limit["rounds"].append(in_process(name, archive, settings, corpus)["batches"])
-            for system in settings.systems:
+            for system in systems:
                 for c in settings.concurrency:
-                    if system == "torchserve":
-                        point = torchserve_point(server, name, bodies, c, settings, token)
+                    if system != "flask":
+                        point = torchserve_point(server, served[system], bodies, c, settings, token)
                     else:
                         point = flask_point(flask, bodies, c, settings)
                     point["loadavg_1m"] = round(os.getloadavg()[0], 2)  # other work on the machine
@@ -230,19 +241,39 @@ def run(settings: Settings, log=print) -> dict:
     """The whole run; returns everything measured (the report is made from it)."""
     started = time.time()
     results = {"machine": machine(), "settings": _jsonable(asdict(settings)), "models": {}}
+    baselines = baseline_names(settings)
     with tempfile.TemporaryDirectory(prefix="bench-store-") as store:
-        if settings.model_overrides:  # serve (and measure in process) copies with the changed config
+        if settings.model_overrides or baselines:  # serve (and measure in process) copies with changed configs
             for name in settings.models:
                 source = settings.model_store / f"{name}.mar"
                 variant_archive(source, Path(store) / source.name, settings.model_overrides.get(name, {}))
+            for (name, _), (served, changes) in baselines.items():
+                if not (Path(store) / f"{served}.mar").exists():
+                    variant_archive(Path(store) / f"{name}.mar", Path(store) / f"{served}.mar", changes)
             settings = replace(settings, model_store=Path(store))
-        _run(settings, results, log)
+        _run(settings, results, log, baselines)
     results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     results["machine"]["seconds"] = round(time.time() - started, 1)
     return results
 
 
-def _run(settings: Settings, results: dict, log) -> None:
+def baseline_names(settings: Settings) -> dict[tuple[str, str], tuple[str, dict]]:
+    """(model, corpus) -> (served name, model-config changes) for each workload whose corpus names a
+    baseline (bench/payloads.py); workloads of one model with the same changes share one name."""
+    out, names = {}, {}
+    if "torchserve" not in settings.systems:
+        return out
+    for name, corpus in workloads(settings):
+        changes = corpus_baseline(name, corpus).get("settings")
+        if changes:
+            key = (name, json.dumps(changes, sort_keys=True))
+            served = names.setdefault(key, f"{name}_baseline{len([k for k in names if k[0] == name])}")
+            out[(name, corpus)] = (served, changes)
+    return out
+
+
+def _run(settings: Settings, results: dict, log, baselines: dict | None = None) -> None:
+    baselines = baselines or {}
     for name, corpus in workloads(settings):
         log(f"in process: {workload_id(name, corpus)}")
         limit = in_process(name, settings.model_store / f"{name}.mar", settings, corpus)
@@ -261,17 +292,29 @@ def _run(settings: Settings, results: dict, log) -> None:
             served = {}
             for name in settings.models:
                 seconds = round(torchserve.register(server, name), 3)
-                d = torchserve.describe(server, name)
-                config = {k: d[k] for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")}
-                served[name] = {"register_s": seconds, "served_config": config}
+                served[name] = {"register_s": seconds, "served_config": served_config(server, name)}
+            for served_name in sorted({n for n, _ in baselines.values()}):
+                torchserve.register(server, served_name, model_name=served_name)
             token = torchserve.token(server)
             samples = torchserve.scrape(server)
             for name, corpus in workloads(settings):
                 entry = results["models"][workload_id(name, corpus)]
                 entry |= served[name] | {"worker_load_ms": torchserve.worker_load_ms(samples, name)}
                 entry["served_config"] = served[name]["served_config"] | {"threads": entry["inprocess"]["threads"]}
-                entry |= bench_workload(name, corpus, server, token, entry["inprocess"], settings, work, log)
+                baseline = baselines.get((name, corpus))
+                if baseline:
+                    described = {"served_as": baseline[0], "served_config": served_config(server, baseline[0])}
+                    entry["baseline"] = corpus_baseline(name, corpus) | described
+                entry |= bench_workload(
+                    name, corpus, server, token, entry["inprocess"], settings, work, log, baseline and baseline[0]
+                )
             results["memory"] = torchserve.memory(server, settings.models)
+
+
+def served_config(server, name: str) -> dict:
+    """The batching and worker settings TorchServe reports for a registered model."""
+    d = torchserve.describe(server, name)
+    return {k: d[k] for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")}
 
 
 def _jsonable(value):

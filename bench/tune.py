@@ -88,6 +88,7 @@ def sweeps(light: str, heavy: str) -> dict[str, Sweep]:
             [1, 16, 64],
             [
                 *text_baseline,
+                Variant("batch 32, delay 1 ms; 2 x 1", model=_workers(32, 2, 1)),
                 Variant("batch 8, delay 1 ms; 1 x 2", model=_workers(8, 1, 2)),
                 Variant("batch 16, delay 1 ms; 1 x 2", model=_workers(16, 1, 2)),
             ],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from bench.__main__ import main as bench_main
-from bench.payloads import corpora
+from bench.payloads import corpora, corpus_baseline
 from tests.conftest import MODELS
 
 
@@ -30,8 +30,11 @@ def test_bench_writes_a_report_with_every_point_and_no_errors(model_store, tmp_p
             assert f"## {name}/{corpus}" in report
             # Before any load, the first bodies got the in-process answer from both servers.
             assert len(workload["inprocess"]["answers"]) == min(4, workload["inprocess"]["bodies"])
-            assert workload["wrong_answers"] == {"torchserve": [], "flask": []}, workload["wrong_answers"]
-            for system in ("torchserve", "flask"):
+            # A corpus that names a baseline has the archive served under it too, as a third system.
+            systems = ["torchserve", "flask"] + (["baseline"] if corpus_baseline(name, corpus) else [])
+            assert sorted(workload["runs"]) == sorted(systems), (name, corpus, list(workload["runs"]))
+            assert workload["wrong_answers"] == dict.fromkeys(systems, []), workload["wrong_answers"]
+            for system in systems:
                 points = [workload["runs"][system][c] for c in ("1", "4")]
                 assert all(len(p) == 1 and p[0]["error_count"] == 0 for p in points), (name, corpus, system, points)
                 # Not a speed check (a 1 s point on a busy machine may finish no request at c=1):
