@@ -31,7 +31,7 @@ from client.server import Server
 from export.paths import MODEL_STORE, ROOT, model_names
 
 RESULTS = ROOT / "bench" / "results"
-SWEEPS = ["length", "threads", "delay", "logging", "netty", "batching", "workers", "flask", "inprocess"]
+SWEEPS = ["length", "threads", "groups", "delay", "logging", "netty", "batching", "workers", "flask", "inprocess"]
 LOGGING_KEYS = ("vmargs", "async_logging", "disable_system_metrics")
 QUIET_LOGS = {"vmargs": f"-Dlog4j.configurationFile=file://{ROOT / 'bench' / 'log4j2.xml'}"}
 
@@ -91,6 +91,17 @@ def sweeps(light: str, heavy: str) -> dict[str, Sweep]:
                 Variant("batch 32, delay 1 ms; 2 x 1", model=_workers(32, 2, 1)),
                 Variant("batch 8, delay 1 ms; 1 x 2", model=_workers(8, 1, 2)),
                 Variant("batch 16, delay 1 ms; 1 x 2", model=_workers(16, 1, 2)),
+            ],
+        ),
+        "groups": Sweep(  # phase 3: a batch's length groups one after another, or two at a time
+            [heavy],
+            [1, 4, 16, 64],
+            [
+                text_baseline[0],
+                *(
+                    Variant(f"batch 16, delay 1 ms; 2 x 1; groups {g} at a time", model=_workers(16, 2, 1) | groups(g))
+                    for g in (1, 2)
+                ),
             ],
         ),
         "delay": Sweep(
@@ -154,6 +165,11 @@ def sweeps(light: str, heavy: str) -> dict[str, Sweep]:
             ],
         ),
     }
+
+
+def groups(threads: int) -> dict:
+    """The handler setting for how many of a batch's length groups run at once."""
+    return {"handler.group_threads": threads}
 
 
 def _workers(batch: int, workers: int, threads: int) -> dict:

@@ -8,6 +8,11 @@ groups, contiguous in that order, chosen by dynamic programming to minimise the 
 cost (``CostModel``, fitted from timings of the artifact itself), with at most ``max_batch`` rows
 and at most ``max_waste`` padding per call. Each group is one call; the outputs go back to their
 rows' places, so answers keep their order.
+
+A batch that needs several calls can run them on ``group_threads`` threads of the worker at once
+(each call on the worker's own torch threads): TorchServe gives a whole queue to the first free
+worker, so without this the groups of a small batch run one after another while the other worker
+idles. Under full load every core is busy anyway and the extra thread only shares them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,6 +111,7 @@ class Planner:
     cost: CostModel
     max_waste: float = MAX_WASTE
     shortest: int = 1  # the dimension's lower bound: no call is cut below what export verified
+    pool: ThreadPoolExecutor | None = None  # runs a batch's groups at once (``group_threads`` > 1)
 
     @classmethod
     def for_model(cls, manifest: dict, settings: dict, call: Callable) -> Planner | None:
@@ -125,7 +132,8 @@ class Planner:
         pads = [float(i.get("pad", 0)) for i in inputs]
         lead = next(i for i, a in zip(inputs, axes, strict=True) if a is not None)
         shortest = _bounds(lead, lead["shape"][axes[inputs.index(lead)]], 1, 1)[0]
-        return cls(axes, pads, max_batch, cost, float(settings.get("max_padding", MAX_WASTE)), shortest)
+        waste = float(settings.get("max_padding", MAX_WASTE))
+        return cls(axes, pads, max_batch, cost, waste, shortest, group_pool(int(settings.get("group_threads", 1))))
 
     @staticmethod
     def padded_axes(inputs: list[dict]) -> list[int | None] | None:
@@ -163,7 +171,7 @@ class Planner:
         lead = next(k for k, a in enumerate(self.axes) if a is not None)
         if len(groups) == 1 and max(lengths) == batch[lead].shape[self.axes[lead]]:
             return call(batch), stats  # nothing to cut: one call on the batch as it is
-        outputs = []
+        parts = []
         for group in groups:
             index = torch.tensor(group)
             width = max(lengths[i] for i in group)
@@ -171,8 +179,23 @@ class Planner:
                 t.index_select(0, index) if axis is None else t.index_select(0, index).narrow(axis, 0, width)
                 for t, axis in zip(batch, self.axes, strict=True)
             )
-            outputs.append((group, call(part)))
-        return scatter(outputs, len(lengths)), stats
+            parts.append(part)
+        if self.pool is None or len(groups) == 1:
+            results = [call(part) for part in parts]
+        else:  # costliest first, so that the threads finish together
+            widths = [max(lengths[i] for i in group) for group in groups]
+            order = sorted(range(len(groups)), key=lambda k: -self.cost.cost(len(groups[k]), widths[k]))
+            futures = {k: self.pool.submit(call, parts[k]) for k in order}
+            results = [futures[k].result() for k in range(len(groups))]
+        return scatter(list(zip(groups, results, strict=True)), len(lengths)), stats
+
+
+def group_pool(threads: int) -> ThreadPoolExecutor | None:
+    """Threads for running a batch's groups at once, each on as many torch threads as the worker
+    (a thread's OpenMP setting is its own: set in each); None for one."""
+    if threads <= 1:
+        return None
+    return ThreadPoolExecutor(threads, "groups", initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
 
 
 def scatter(outputs: list[tuple[list[int], object]], rows: int):

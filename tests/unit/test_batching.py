@@ -18,7 +18,7 @@ import torch
 from client.answers import difference
 from export.spec import load_spec
 from handlers.base import pad_and_cat
-from handlers.batching import CostModel, Planner, calibrate, padded_fraction, plan_groups
+from handlers.batching import CostModel, Planner, calibrate, group_pool, padded_fraction, plan_groups
 from tests.conftest import MODELS
 from tests.support import make_context, run_handler, samples
 
@@ -144,22 +144,31 @@ def test_row_lengths_are_one_past_the_last_non_pad_position_of_any_padded_input(
     assert planner.lengths((x, torch.zeros(3, 5))) == [2, 6, 4]
 
 
-def test_grouped_calls_answer_every_row_in_place_with_the_calls_cut_to_the_batch_bound():
-    calls = []
+@pytest.mark.parametrize("threads", [1, 2, 3], ids=lambda n: f"groups {n} at a time")
+def test_grouped_calls_answer_every_row_in_place_with_the_calls_cut_to_the_batch_bound(threads):
+    calls, torch_threads = [], set()
 
     def model(ids, mask):  # per row: sum of its ids, and the row echoed (an output with the padded width)
         calls.append(tuple(ids.shape))
+        torch_threads.add(torch.get_num_threads())
         return (ids * mask).sum(dim=1, keepdim=True), ids.clone()
 
     rows = [3, 30, 4, 28, 3, 5, 31, 2]
     batch = text_like(rows, 32)
-    planner = Planner([1, 1], [0, 0], 3, CostModel(1e-3, 1e-6))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # what a worker runs on; the group threads must take the same
+    try:
+        planner = Planner([1, 1], [0, 0], 3, CostModel(1e-3, 1e-6), pool=group_pool(threads))
+    finally:
+        torch.set_num_threads(before)
+    assert (planner.pool is None) == (threads == 1)
     (sums, echoed), stats = planner.run(batch, lambda t: model(*t))
     assert sums[:, 0].tolist() == [sum(range(100, 100 + n)) for n in rows]
     for r, n in enumerate(rows):
         assert echoed[r, :n].tolist() == list(range(100, 100 + n))
         assert not echoed[r, n:].any()
     assert all(shape[0] <= 3 for shape in calls)
+    assert torch_threads == ({before} if threads == 1 else {1}), torch_threads
     assert stats["calls"] == len(calls) and stats["padded"] < stats["padded_one_call"]
     assert stats["padded"] == pytest.approx(1 - sum(rows) / sum(r * w for r, w in calls))
 
