@@ -40,12 +40,15 @@ def mar_model(model_dir: Path) -> dict:
     return json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())["model"]
 
 
-def load_handler(model_dir: Path, threads: int | None = None):
+def load_handler(model_dir: Path, threads: int | None = None, one_core: bool = False):
     """The archive's handler, initialized with a real ts Context as in a worker, and the model
-    config it got. ``threads`` overrides ``handler.threads``."""
+    config it got. ``threads`` overrides ``handler.threads``; ``one_core`` runs a batch's length
+    groups one at a time (``handler.group_threads: 1``), so that the handler uses only its own
+    threads, as the in-process limit (one handler per worker, scaled by the workers) assumes."""
     config = model_yaml(model_dir)
-    if threads is not None:
-        config = config | {"handler": config.get("handler", {}) | {"threads": threads}}
+    changes = ({"threads": threads} if threads is not None else {}) | ({"group_threads": 1} if one_core else {})
+    if changes:
+        config = config | {"handler": config.get("handler", {}) | changes}
     handler = handler_class(model_dir)()
     handler.initialize(context(model_dir, mar_model(model_dir)["modelName"], config, []))
     return handler, config

@@ -6,7 +6,9 @@ torch's thread settings and the archive's handler modules stay out of its own pr
 
 Times ``handler.handle(rows, context)`` on batches of N requests (the committed samples, or the
 bodies of one of the model folder's corpora, parsed as TorchServe hands them over), after a
-warm-up, for at least one pass over the same bodies per batch size.
+warm-up, for at least one pass over the same bodies per batch size. A batch's length groups run
+one at a time here (``handler.group_threads`` is set to 1): the limit is one handler on its own
+threads, multiplied by the served workers.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def run(
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         model_dir = unpack(archive, Path(tmp))
         t0 = time.perf_counter()
-        handler, config = load_handler(model_dir, threads)
+        handler, config = load_handler(model_dir, threads, one_core=True)
         load_s = time.perf_counter() - t0
         bodies, answers = [], {}
         for k, p in enumerate(payloads(name, corpus)):
