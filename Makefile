@@ -158,7 +158,7 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	touch $@
 
-## bench: TorchServe vs the in-process limit vs Flask, every model (~13 min); writes bench/results/
+## bench: TorchServe vs the in-process limit vs Flask, every model and corpus (~18 min); writes bench/results/
 bench: archive bench-tools $(VENV)/.bench-installed
 	$(PY) -m bench $(BENCH_ARGS)
 
