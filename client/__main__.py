@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -83,12 +84,22 @@ def run(args: argparse.Namespace, ts: TorchServeClient) -> object:
     return results
 
 
+# A JSON array holding only numbers, as json.dumps(indent=2) writes it: one number per line.
+NUMBERS = re.compile(r"\[\s+(-?[0-9][-+.0-9eE]*(?:,\s+-?[0-9][-+.0-9eE]*)*)\s+\]")
+
+
+def readable(answer) -> str:
+    """JSON indented by 2, but each array of numbers on one line (an embedding is one line, not 384)."""
+    text = json.dumps(answer, indent=2)
+    return NUMBERS.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the answer as JSON; print TorchServe's errors readably and exit 1."""
     args = parser().parse_args(argv)
     ts = TorchServeClient.from_config(args.config, key_file=args.key_file)
     try:
-        print(json.dumps(run(args, ts), indent=2))
+        print(readable(run(args, ts)))
     except TorchServeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,11 +1,14 @@
 """client.server without starting TorchServe: the private config of a throwaway server, and
-`python -m client.server status` on a server that is not running."""
+`python -m client.server status` on a server that is not running; and how `python -m client
+predict` prints an answer."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+from client.__main__ import readable
 from client.api import read_properties
 from client.config import CONFIG, ROOT, private_config
 from client.server import Server
@@ -37,3 +40,18 @@ def test_the_makefile_spelling_still_runs_the_cli():
         [sys.executable, "-m", "client.server", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and "start,stop,restart,status" in done.stdout, done.stderr
+
+
+def test_the_predict_cli_prints_arrays_of_numbers_on_one_line_and_stays_json():
+    answer = {
+        "embedding": [0.25, -1.5e-05, 3, -0.0],
+        "top": [{"label": 3, "probability": 1.0}],
+        "rows": [[1, 2], [3, -4.5]],
+        "words": ["a", "b"],
+        "empty": [],
+    }
+    text = readable(answer)
+    assert json.loads(text) == answer
+    assert '  "embedding": [0.25, -1.5e-05, 3, -0.0],' in text.splitlines()
+    assert "    [3, -4.5]" in text.splitlines()
+    assert '    "a",' in text.splitlines()  # strings keep json's layout
