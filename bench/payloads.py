@@ -32,18 +32,23 @@ def corpora(model: str) -> list[str]:
     return list(corpus_files(model)) or [SAMPLES]
 
 
+@functools.cache
+def corpus_document(model: str, corpus: str) -> dict:
+    """A corpus file, parsed once (``{}`` for the samples, which have no file)."""
+    path = corpus_files(model).get(corpus)
+    return json.loads(path.read_text()) if path else {}
+
+
 def corpus_targets(model: str, corpus: str) -> dict:
     """What the corpus file says the served system must reach (``{}`` when nothing)."""
-    path = corpus_files(model).get(corpus)
-    return json.loads(path.read_text()).get("targets", {}) if path else {}
+    return corpus_document(model, corpus).get("targets", {})
 
 
 def corpus_baseline(model: str, corpus: str) -> dict:
     """The corpus file's ``baseline``: other model-config.yaml values (``settings``) under which the
     same archive is served beside the defaults and measured alike (``label`` says what they are);
     ``{}`` when the corpus has none."""
-    path = corpus_files(model).get(corpus)
-    return json.loads(path.read_text()).get("baseline", {}) if path else {}
+    return corpus_document(model, corpus).get("baseline", {})
 
 
 @functools.cache
@@ -51,7 +56,7 @@ def payloads(model: str, corpus: str = SAMPLES) -> list[Sample]:
     """The bodies of one corpus in a stable order (the samples its spec.yaml lists by default)."""
     if corpus == SAMPLES:
         return load_spec(model).read_samples()
-    document = json.loads(corpus_files(model)[corpus].read_text())
+    document = corpus_document(model, corpus)
     content_type = document["content_type"]
     folder = _scratch() / model / corpus  # wrk sends files: one per body
     folder.mkdir(parents=True, exist_ok=True)

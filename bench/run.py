@@ -247,9 +247,8 @@ def run(settings: Settings, log=print) -> dict:
             for name in settings.models:
                 source = settings.model_store / f"{name}.mar"
                 variant_archive(source, Path(store) / source.name, settings.model_overrides.get(name, {}))
-            for (name, _), (served, changes) in baselines.items():
-                if not (Path(store) / f"{served}.mar").exists():
-                    variant_archive(Path(store) / f"{name}.mar", Path(store) / f"{served}.mar", changes)
+            for served, (name, changes) in {s: (m, c) for (m, _), (s, c) in baselines.items()}.items():
+                variant_archive(Path(store) / f"{name}.mar", Path(store) / f"{served}.mar", changes)
             settings = replace(settings, model_store=Path(store))
         _run(settings, results, log, baselines)
     results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
@@ -267,7 +266,7 @@ def baseline_names(settings: Settings) -> dict[tuple[str, str], tuple[str, dict]
         changes = corpus_baseline(name, corpus).get("settings")
         if changes:
             key = (name, json.dumps(changes, sort_keys=True))
-            served = names.setdefault(key, f"{name}_baseline{len([k for k in names if k[0] == name])}")
+            served = names.setdefault(key, f"{name}_baseline{sum(k[0] == name for k in names)}")
             out[(name, corpus)] = (served, changes)
     return out
 

@@ -171,10 +171,10 @@ class Planner:
         lead = next(k for k, a in enumerate(self.axes) if a is not None)
         if len(groups) == 1 and max(lengths) == batch[lead].shape[self.axes[lead]]:
             return call(batch), stats  # nothing to cut: one call on the batch as it is
+        widths = [max(lengths[i] for i in group) for group in groups]
         parts = []
-        for group in groups:
+        for group, width in zip(groups, widths, strict=True):
             index = torch.tensor(group)
-            width = max(lengths[i] for i in group)
             part = tuple(
                 t.index_select(0, index) if axis is None else t.index_select(0, index).narrow(axis, 0, width)
                 for t, axis in zip(batch, self.axes, strict=True)
@@ -183,7 +183,6 @@ class Planner:
         if self.pool is None or len(groups) == 1:
             results = [call(part) for part in parts]
         else:  # costliest first, so that the threads finish together
-            widths = [max(lengths[i] for i in group) for group in groups]
             order = sorted(range(len(groups)), key=lambda k: -self.cost.cost(len(groups[k]), widths[k]))
             futures = {k: self.pool.submit(call, parts[k]) for k in order}
             results = [futures[k].result() for k in range(len(groups))]
