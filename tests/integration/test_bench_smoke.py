@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 from bench.__main__ import main as bench_main
-from bench.payloads import corpora, corpus_baseline
+from bench.payloads import corpora
+from export.spec import load_spec
 from tests.conftest import MODELS
 
 
@@ -31,7 +32,9 @@ def test_bench_writes_a_report_with_every_point_and_no_errors(model_store, tmp_p
             # Before any load, the first bodies got the in-process answer from both servers.
             assert len(workload["inprocess"]["answers"]) == min(4, workload["inprocess"]["bodies"])
             # A corpus that names a baseline has the archive served under it too, as a third system.
-            systems = ["torchserve", "flask"] + (["baseline"] if corpus_baseline(name, corpus) else [])
+            corpus_file = load_spec(name).folder / "bench" / f"{corpus}.json"
+            named = corpus_file.exists() and "baseline" in json.loads(corpus_file.read_text())
+            systems = ["torchserve", "flask"] + (["baseline"] if named else [])
             assert sorted(workload["runs"]) == sorted(systems), (name, corpus, list(workload["runs"]))
             assert workload["wrong_answers"] == dict.fromkeys(systems, []), workload["wrong_answers"]
             for system in systems:
