@@ -20,7 +20,7 @@ from types import ModuleType
 
 import yaml
 
-from export.paths import FORMATS, GENERIC_HANDLER, MODELS, ROOT, SOURCE_FORMATS, parse_served_name
+from export.paths import FORMATS, GENERIC_HANDLER, MODELS, ROOT, SOURCE_FORMATS, formats_in, parse_served_name
 from export.samples import Sample, content_type_of
 from handlers.artifact import InputSpec
 
@@ -196,7 +196,8 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
     if not path.exists():
         known = sorted(p.parent.name for p in folder.parent.glob("*/spec.yaml"))
         raise FileNotFoundError(f"no model {name!r}: {path} is missing; known models: {known}")
-    raw = yaml.safe_load(path.read_text())
+    text = path.read_text()
+    raw = yaml.safe_load(text)
     unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(ModelSpec)} - {"folder"})
     if unknown:
         known = sorted(f.name for f in dataclasses.fields(ModelSpec) if f.name != "folder")
@@ -221,6 +222,11 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
         )
     if unknown := sorted(set(spec.formats) - set(FORMATS)):
         raise ValueError(f"{path}: unknown formats {unknown}; known: {list(FORMATS)}")
+    if (plain := formats_in(text)) != spec.formats:  # what the Makefile's served names come from
+        raise ValueError(
+            f"{path}: served names read formats {plain} from this file, PyYAML {spec.formats}: write "
+            "`formats:` as a plain list ([torchscript, onnx] or `- onnx` lines) and `source:` as one file name"
+        )
     return spec
 
 
