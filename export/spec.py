@@ -22,7 +22,7 @@ import yaml
 
 from export.paths import FORMATS, GENERIC_HANDLER, MODELS, ROOT, SOURCE_FORMATS, formats_in, parse_served_name
 from export.samples import Sample, content_type_of
-from handlers.artifact import InputSpec
+from handlers.schema import InputSpec
 
 EXPECTED = "expected.json"  # samples/expected.json holds the expected answers, never a request
 CHOOSE = "CHOOSE"  # what `make new-model` writes where the artifact does not say: the user decides
@@ -39,7 +39,6 @@ class ModelSpec:
     source: str = "model.py"  # or the artifact file it is imported from (.pt/.jit, .pt2, .onnx)
     method: str = "trace"  # "trace" or "script": how model.py becomes TorchScript
     handler: str | None = None  # handler file, relative to the folder; None: the generic one
-    input: dict | None = None  # a one-input model's input ({"name", "dtype", "shape", "dims", "pad"})
     inputs: list = field(default_factory=list)  # InputSpec per forward() tensor argument, in order
     outputs: list[dict] = field(default_factory=list)  # {"name", "dtype", "shape"} per output tensor
     output: str = ""  # what the model returns, in words for people
@@ -54,11 +53,9 @@ class ModelSpec:
     formats: list[str] = field(default_factory=list)  # what `FORMAT=all` builds, the primary first
 
     def __post_init__(self):
-        raw = self.inputs or ([self.input] if self.input else [])
-        if not raw:
+        if not self.inputs:
             raise ValueError(f"{self.name}: spec.yaml needs `inputs` (a list) or `input` (one input)")
-        self.inputs = [entry if isinstance(entry, InputSpec) else input_spec(self.name, entry) for entry in raw]
-        self.input = None
+        self.inputs = [entry if isinstance(entry, InputSpec) else input_spec(self.name, entry) for entry in self.inputs]
         self.formats = list(self.formats) or [self.source_format]
         self.batching = bool(self.batching) and not self.reset  # a reset is per request
 
@@ -189,6 +186,16 @@ def choices_left(value, where: str = "") -> list[str]:
     return [where] if isinstance(value, str) and CHOOSE in value else []
 
 
+def normalised(raw: dict, path: Path) -> dict:
+    """The spec's keys as ModelSpec takes them: the one short form, ``input: {...}`` for a one-input
+    model, becomes ``inputs: [{...}]``."""
+    if "input" in raw:
+        if "inputs" in raw:
+            raise ValueError(f"{path}: give `inputs` (a list) or `input` (one input), not both")
+        raw = {("inputs" if k == "input" else k): ([v] if k == "input" else v) for k, v in raw.items()}
+    return raw
+
+
 def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
     """Read and check ``<models dir>/<name>/spec.yaml``."""
     folder = (models_dir or MODELS) / name
@@ -197,10 +204,10 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
         known = sorted(p.parent.name for p in folder.parent.glob("*/spec.yaml"))
         raise FileNotFoundError(f"no model {name!r}: {path} is missing; known models: {known}")
     text = path.read_text()
-    raw = yaml.safe_load(text)
+    raw = normalised(yaml.safe_load(text), path)
     unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(ModelSpec)} - {"folder"})
     if unknown:
-        known = sorted(f.name for f in dataclasses.fields(ModelSpec) if f.name != "folder")
+        known = sorted([f.name for f in dataclasses.fields(ModelSpec) if f.name != "folder"] + ["input"])
         raise ValueError(f"{path}: unknown keys {unknown}; known: {known}")
     if left := choices_left(raw):
         raise ValueError(f"{path}: replace the {CHOOSE} placeholders first: {', '.join(left)}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from handlers.artifact import InputSpec
+from handlers.schema import InputSpec
 
 MISSING_ARGUMENT = re.compile(r"forward\(\) (?:is )?missing (?:a )?value for argument '(\w+)'")
 
