@@ -34,16 +34,32 @@ class InputSpec:
         """Build from the manifest's ``inputs[i]`` entry."""
         return cls(d["name"], d["dtype"], tuple(d["shape"]), dict(d.get("dims", {})), d.get("pad", 0))
 
-    def bounds(self, dim: str) -> tuple[int, int | None]:
-        """(min, max) of a named dimension; max is None when unbounded."""
+    def bounds(self, dim: str | int) -> tuple[int, int | None]:
+        """(min, max) of a dimension: a fixed one's size both; a named one's from ``dims`` (min 1 and
+        max None, unbounded, unless declared)."""
+        if isinstance(dim, int):
+            return dim, dim
         bounds = self.dims.get(dim, {})
-        return bounds.get("min", 1), bounds.get("max")
+        return int(bounds.get("min", 1)), None if bounds.get("max") is None else int(bounds["max"])
+
+    def varies(self, dim: str | int) -> bool:
+        """Whether requests may differ in this dimension (its bounds allow more than one size)."""
+        low, high = self.bounds(dim)
+        return high is None or low != high
+
+    def outside(self, shape) -> int | None:
+        """The axis of the first dimension of ``shape`` (this input's rank) outside its bounds, or None."""
+        for axis, (size, dim) in enumerate(zip(shape, self.shape, strict=True)):
+            low, high = self.bounds(dim)
+            if size < low or (high is not None and size > high):
+                return axis
+        return None
 
     def max_elements(self, unbounded: int) -> int:
         """The most elements a tensor of this spec holds (``unbounded`` if a dimension has no maximum)."""
         count = 1
         for size in self.shape:
-            most = size if isinstance(size, int) else self.bounds(size)[1]
+            most = self.bounds(size)[1]
             if most is None:
                 return unbounded
             count *= most
@@ -61,13 +77,13 @@ class InputSpec:
             raise InvalidInput(f"{expected}, got dtype {str(x.dtype).removeprefix('torch.')}")
         if x.dim() != len(self.shape):
             raise InvalidInput(f"{expected}, got shape {list(x.shape)}")
-        for size, want in zip(x.shape, self.shape, strict=True):
-            if isinstance(want, int) and size != want:
+        if (axis := self.outside(x.shape)) is not None:
+            want = self.shape[axis]
+            if isinstance(want, int):
                 raise InvalidInput(f"{expected}, got shape {list(x.shape)}")
-            low, high = self.bounds(want) if isinstance(want, str) else (1, None)
-            if size < low or (high is not None and size > high):
-                limit = f"= {low}" if low == high else f"between {low} and {high}" if high else f">= {low}"
-                raise InvalidInput(f"{expected} with {want} {limit}, got shape {list(x.shape)}")
+            low, high = self.bounds(want)
+            limit = f"= {low}" if low == high else f"between {low} and {high}" if high else f">= {low}"
+            raise InvalidInput(f"{expected} with {want} {limit}, got shape {list(x.shape)}")
         if x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise InvalidInput(f"{expected} of finite numbers, got NaN or Inf")
 
