@@ -23,14 +23,14 @@ from hypothesis import strategies as st
 from ts.context import Context
 from ts.service import Service
 
+from export.paths import CONFIG, ROOT
 from export.samples import torchserve_value
 from tests.support import samples, strict_json
 
-ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fuzz_corpus"
 PATHS = ("rest_json", "rest_raw", "v2_json", "v2_binary")
 # The largest body TorchServe accepts (config.properties): generated bodies go up to it.
-MAX_REQUEST = int(re.search(r"^max_request_size=(\d+)", (ROOT / "config.properties").read_text(), re.M)[1])
+MAX_REQUEST = int(re.search(r"^max_request_size=(\d+)", CONFIG.read_text(), re.M)[1])
 MAX_ERROR_BODY = 2000  # bytes of a JSON error body (messages are cut to 1000 characters)
 V2_KEYS = ("inputs", "name", "shape", "datatype", "data", "parameters", "binary_data_size", "id", "outputs")
 DATATYPES = ("FP32", "FP64", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL", "BYTES")
