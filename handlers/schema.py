@@ -13,6 +13,10 @@ import torch
 
 from handlers.errors import InvalidInput
 
+# The deepest nesting a request's array may have (REST JSON, v2 "data") and the most dimensions of a
+# v2 "shape": numpy's own limit on dimensions, checked before numpy is handed the data.
+MAX_DEPTH = 32
+
 
 @dataclass(frozen=True)
 class InputSpec:
