@@ -66,7 +66,7 @@ archive: $(SERVED:%=model_store/%.mar)
 serve: archive
 	$(PY) -m client.server start
 	$(PY) -m export.register $(SERVED)
-	@$(foreach m,$(SERVED),demo="$$($(PY) -m export.paths demo $(m))" && echo "== $(m) <- $$demo" && $(PY) -m client predict $(m) $$demo &&) true
+	@$(foreach m,$(SERVED),demo="$$($(PY) -m export.spec demo $(m))" && echo "== $(m) <- $$demo" && $(PY) -m client predict $(m) $$demo &&) true
 	@echo "== warm-up: every registered model answers the samples in its archive (readiness needs it)"
 	$(PY) -m client.health warmup
 	@echo "inference:  $$(grep ^inference_address config.properties | cut -d= -f2)/predictions/<model>"

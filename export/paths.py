@@ -1,8 +1,8 @@
 """Every project path, derived once from the project root, and the names artifacts are served under.
 
 Command line (for the Makefile): ``python -m export.paths served [FORMAT]`` prints every served name
-with its model (standard library only: it runs before the venv exists); ``demo <served name>`` prints
-the model's demo sample and its content type, as arguments of ``python -m client predict``.
+with its model. Standard library only, and no import of the rest of the project: it runs with the
+system python3 before the venv exists.
 """
 
 from __future__ import annotations
@@ -142,14 +142,7 @@ def main(argv: list[str]) -> int:
             return 2
         print(" ".join(f"{name}:{model}:{int(chosen)}" for name, model, chosen in table))
         return 0
-    if argv[:1] == ["demo"] and len(argv) == 2:
-        from export.spec import load_spec  # the spec knows the demo sample and its content type
-
-        sample = load_spec(parse_served_name(argv[1])[0]).demo_sample()
-        path = sample.path.relative_to(ROOT) if sample.path.is_relative_to(ROOT) else sample.path
-        print(f"{path} --content-type {sample.content_type}")
-        return 0
-    print("usage: python -m export.paths served [FORMAT] | demo <served name>", file=sys.stderr)
+    print("usage: python -m export.paths served [FORMAT]", file=sys.stderr)
     return 2
 
 

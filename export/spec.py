@@ -5,6 +5,9 @@ artifact file in the folder), ``method``, ``handler`` (a path relative to the fo
 generic ``handlers/tensor.py``), ``inputs`` (or one ``input``), ``outputs``, ``output`` (words for
 people), ``constants``, ``reset``, ``batching``, ``samples``, ``demo``, ``empty_hint``, ``tolerance``,
 ``verify_sizes``, ``extra_files``, ``formats``.
+
+Command line (for `make serve`): ``python -m export.spec demo <served name>`` prints the model's demo
+sample and its content type, as arguments of ``python -m client predict``.
 """
 
 from __future__ import annotations
@@ -250,3 +253,18 @@ def requested(names: list[str], fmt: str) -> list[tuple[str, str]]:
             chosen = formats if fmt == "all" else [fmt]
         pairs += [(model, f) for f in chosen]
     return pairs
+
+
+def main(argv: list[str]) -> int:
+    """``demo <served name>``: print the model's demo sample as ``<path> --content-type <type>``."""
+    if argv[:1] != ["demo"] or len(argv) != 2:
+        print("usage: python -m export.spec demo <served name>", file=sys.stderr)
+        return 2
+    sample = load_spec(parse_served_name(argv[1])[0]).demo_sample()
+    path = sample.path.relative_to(ROOT) if sample.path.is_relative_to(ROOT) else sample.path
+    print(f"{path} --content-type {sample.content_type}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
