@@ -6,19 +6,18 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 # The models directory (KIT_MODELS_DIR overrides it, as for `python -m export`): each folder with a spec.yaml.
 MODELS_DIR  := $(or $(KIT_MODELS_DIR),models)
-MODELS      := $(sort $(patsubst $(MODELS_DIR)/%/spec.yaml,%,$(wildcard $(MODELS_DIR)/*/spec.yaml)))
 # Artifact format for export / archive / serve: empty = each model's primary format (the first its
 # spec.yaml lists; torchscript for a model.py), or torchscript, onnx, aoti, exported, or all (every
 # format a spec lists). A model is served as <model> in its primary format, <model>_<format> in others.
 FORMAT      ?=
-spec_key     = $(shell sed -n 's/^$(2): *\([^#]*\).*/\1/p' $(MODELS_DIR)/$(1)/spec.yaml)
-source_fmt   = $(if $(filter %.onnx,$(1)),onnx,$(if $(filter %.pt2,$(1)),exported,torchscript))
-spec_formats = $(or $(strip $(subst $(comma), ,$(subst [,,$(subst ],,$(call spec_key,$(1),formats))))),$(call source_fmt,$(call spec_key,$(1),source)))
-comma       := ,
-primary      = $(firstword $(call spec_formats,$(1)))
-chosen       = $(if $(FORMAT),$(if $(filter all,$(FORMAT)),$(call spec_formats,$(1)),$(filter $(FORMAT),$(call spec_formats,$(1)))),$(call primary,$(1)))
-served_as    = $(foreach f,$(call chosen,$(1)),$(1)$(if $(filter $(call primary,$(1)),$(f)),,_$(f)))
-SERVED      := $(foreach m,$(MODELS),$(call served_as,$(m)))
+# Every served name as <served name>:<model>:<1 if FORMAT selects it, else 0>, from one Python call
+# (export/paths.py, standard library only: it runs with the system python3 before the venv exists).
+SERVED_TABLE := $(shell KIT_MODELS_DIR=$(MODELS_DIR) $(PYTHON) -m export.paths served $(FORMAT))
+field        = $(word $(2),$(subst :, ,$(1)))
+MODELS      := $(sort $(foreach w,$(SERVED_TABLE),$(call field,$(w),2)))
+SERVED      := $(foreach w,$(filter %:1,$(SERVED_TABLE)),$(call field,$(w),1))
+# The model a served name belongs to: digits_onnx -> digits, else the name itself.
+model_of     = $(or $(call field,$(filter $(1):%,$(SERVED_TABLE)),2),$(1))
 # Arguments of register / unregister / predict.
 MODEL       ?=
 VERSION     ?=
@@ -51,8 +50,6 @@ train: venv
 	@for m in $(MODELS); do echo "== train $$m"; $(PY) -m models.$$m.train || exit 1; done
 
 model_files  = $(VENV)/.installed $(wildcard $(MODELS_DIR)/$(1)/*) $(wildcard $(MODELS_DIR)/$(1)/samples/*) $(wildcard handlers/*.py export/*.py)
-# The model a served name belongs to: digits_onnx -> digits (when digits is a model), else the name itself.
-model_of     = $(or $(firstword $(foreach f,torchscript onnx aoti exported,$(if $(filter $(1:%_$(f)=%),$(filter-out $(1),$(MODELS))),$(1:%_$(f)=%)))),$(1))
 build/%/manifest.json: $$(call model_files,$$(call model_of,$$*))
 	$(PY) -m export $*
 
@@ -69,7 +66,7 @@ archive: $(SERVED:%=model_store/%.mar)
 serve: archive
 	$(PY) -m client.server start
 	$(PY) -m export.register $(SERVED)
-	@$(foreach m,$(SERVED),demo="$$($(PY) -m export.paths demo $(m))" && echo "== $(m) <- $$demo" && $(PY) -m client predict $(m) $$demo &&) true
+	@$(foreach m,$(SERVED),demo="$$($(PY) -m export.spec demo $(m))" && echo "== $(m) <- $$demo" && $(PY) -m client predict $(m) $$demo &&) true
 	@echo "== warm-up: every registered model answers the samples in its archive (readiness needs it)"
 	$(PY) -m client.health warmup
 	@echo "inference:  $$(grep ^inference_address config.properties | cut -d= -f2)/predictions/<model>"

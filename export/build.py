@@ -53,10 +53,9 @@ def sample_cases(spec: ModelSpec, handler: ManifestHandler | None = None) -> lis
 def outside_bounds(case: Case, spec: ModelSpec) -> str | None:
     """Why ``case`` lies outside the spec's dimension bounds (None if it is inside)."""
     for entry, tensor in zip(spec.inputs, case.inputs, strict=True):
-        for dim, size in zip(entry.shape, tensor.shape, strict=True):
-            low, high = entry.bounds(dim) if isinstance(dim, str) else (1, None)
-            if size < low or (high is not None and size > high):
-                return f"{dim}={size} is outside the exported range {low}..{high}"
+        if (axis := entry.outside(tensor.shape)) is not None:
+            dim, (low, high) = entry.shape[axis], entry.bounds(entry.shape[axis])
+            return f"{dim}={tensor.shape[axis]} is outside the exported range {low}..{high}"
     return None
 
 

@@ -44,12 +44,15 @@ def content_type_of(path: Path) -> str:
 
 
 def torchserve_value(raw: bytes, content_type: str) -> Any:
-    """Parse a body as TorchServe's worker does: JSON parsed, text decoded, anything else bytes."""
+    """Parse a body as TorchServe's worker does: JSON parsed, text decoded, anything else bytes
+    (the one copy: tests, fuzzing and bench hand handlers what TorchServe would)."""
     try:
         if content_type == "application/json":
             return json.loads(raw.decode("utf-8"))
         if content_type.startswith("text"):
             return raw.decode("utf-8")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        pass  # TorchServe forwards the undecodable payload as bytes; so do we.
+    # What decoding raises: bad UTF-8 or JSON (ValueErrors), JSON nested past Python's recursion
+    # limit. TorchServe forwards any undecodable payload as bytes; so do we.
+    except (ValueError, RecursionError):
+        pass
     return raw

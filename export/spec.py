@@ -5,6 +5,9 @@ artifact file in the folder), ``method``, ``handler`` (a path relative to the fo
 generic ``handlers/tensor.py``), ``inputs`` (or one ``input``), ``outputs``, ``output`` (words for
 people), ``constants``, ``reset``, ``batching``, ``samples``, ``demo``, ``empty_hint``, ``tolerance``,
 ``verify_sizes``, ``extra_files``, ``formats``.
+
+Command line (for `make serve`): ``python -m export.spec demo <served name>`` prints the model's demo
+sample and its content type, as arguments of ``python -m client predict``.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from types import ModuleType
 
 import yaml
 
-from export.paths import FORMATS, GENERIC_HANDLER, MODELS, ROOT, SOURCE_FORMATS, parse_served_name
+from export.paths import FORMATS, GENERIC_HANDLER, MODELS, ROOT, SOURCE_FORMATS, formats_in, parse_served_name
 from export.samples import Sample, content_type_of
-from handlers.artifact import InputSpec
+from handlers.schema import InputSpec
 
 EXPECTED = "expected.json"  # samples/expected.json holds the expected answers, never a request
 CHOOSE = "CHOOSE"  # what `make new-model` writes where the artifact does not say: the user decides
@@ -39,7 +42,6 @@ class ModelSpec:
     source: str = "model.py"  # or the artifact file it is imported from (.pt/.jit, .pt2, .onnx)
     method: str = "trace"  # "trace" or "script": how model.py becomes TorchScript
     handler: str | None = None  # handler file, relative to the folder; None: the generic one
-    input: dict | None = None  # a one-input model's input ({"name", "dtype", "shape", "dims", "pad"})
     inputs: list = field(default_factory=list)  # InputSpec per forward() tensor argument, in order
     outputs: list[dict] = field(default_factory=list)  # {"name", "dtype", "shape"} per output tensor
     output: str = ""  # what the model returns, in words for people
@@ -54,11 +56,9 @@ class ModelSpec:
     formats: list[str] = field(default_factory=list)  # what `FORMAT=all` builds, the primary first
 
     def __post_init__(self):
-        raw = self.inputs or ([self.input] if self.input else [])
-        if not raw:
+        if not self.inputs:
             raise ValueError(f"{self.name}: spec.yaml needs `inputs` (a list) or `input` (one input)")
-        self.inputs = [entry if isinstance(entry, InputSpec) else input_spec(self.name, entry) for entry in raw]
-        self.input = None
+        self.inputs = [entry if isinstance(entry, InputSpec) else input_spec(self.name, entry) for entry in self.inputs]
         self.formats = list(self.formats) or [self.source_format]
         self.batching = bool(self.batching) and not self.reset  # a reset is per request
 
@@ -189,6 +189,16 @@ def choices_left(value, where: str = "") -> list[str]:
     return [where] if isinstance(value, str) and CHOOSE in value else []
 
 
+def normalised(raw: dict, path: Path) -> dict:
+    """The spec's keys as ModelSpec takes them: the one short form, ``input: {...}`` for a one-input
+    model, becomes ``inputs: [{...}]``."""
+    if "input" in raw:
+        if "inputs" in raw:
+            raise ValueError(f"{path}: give `inputs` (a list) or `input` (one input), not both")
+        raw = {("inputs" if k == "input" else k): ([v] if k == "input" else v) for k, v in raw.items()}
+    return raw
+
+
 def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
     """Read and check ``<models dir>/<name>/spec.yaml``."""
     folder = (models_dir or MODELS) / name
@@ -196,10 +206,11 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
     if not path.exists():
         known = sorted(p.parent.name for p in folder.parent.glob("*/spec.yaml"))
         raise FileNotFoundError(f"no model {name!r}: {path} is missing; known models: {known}")
-    raw = yaml.safe_load(path.read_text())
+    text = path.read_text()
+    raw = normalised(yaml.safe_load(text), path)
     unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(ModelSpec)} - {"folder"})
     if unknown:
-        known = sorted(f.name for f in dataclasses.fields(ModelSpec) if f.name != "folder")
+        known = sorted([f.name for f in dataclasses.fields(ModelSpec) if f.name != "folder"] + ["input"])
         raise ValueError(f"{path}: unknown keys {unknown}; known: {known}")
     if left := choices_left(raw):
         raise ValueError(f"{path}: replace the {CHOOSE} placeholders first: {', '.join(left)}")
@@ -221,6 +232,11 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
         )
     if unknown := sorted(set(spec.formats) - set(FORMATS)):
         raise ValueError(f"{path}: unknown formats {unknown}; known: {list(FORMATS)}")
+    if (plain := formats_in(text)) != spec.formats:  # what the Makefile's served names come from
+        raise ValueError(
+            f"{path}: served names read formats {plain} from this file, PyYAML {spec.formats}: write "
+            "`formats:` as a plain list ([torchscript, onnx] or `- onnx` lines) and `source:` as one file name"
+        )
     return spec
 
 
@@ -237,3 +253,18 @@ def requested(names: list[str], fmt: str) -> list[tuple[str, str]]:
             chosen = formats if fmt == "all" else [fmt]
         pairs += [(model, f) for f in chosen]
     return pairs
+
+
+def main(argv: list[str]) -> int:
+    """``demo <served name>``: print the model's demo sample as ``<path> --content-type <type>``."""
+    if argv[:1] != ["demo"] or len(argv) != 2:
+        print("usage: python -m export.spec demo <served name>", file=sys.stderr)
+        return 2
+    sample = load_spec(parse_served_name(argv[1])[0]).demo_sample()
+    path = sample.path.relative_to(ROOT) if sample.path.is_relative_to(ROOT) else sample.path
+    print(f"{path} --content-type {sample.content_type}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from handlers.artifact import InputSpec
+from handlers.base import as_tuple
+from handlers.schema import InputSpec
 
 MISSING_ARGUMENT = re.compile(r"forward\(\) (?:is )?missing (?:a )?value for argument '(\w+)'")
 
@@ -34,17 +35,12 @@ class Case:
         return shapes[0] if len(shapes) == 1 else shapes
 
 
-def outputs_of(result) -> tuple[torch.Tensor, ...]:
-    """A model's result as a tuple of tensors (a model may return one tensor or several)."""
-    return tuple(result) if isinstance(result, (tuple, list)) else (result,)
-
-
 def call(model: Callable, inputs: tuple[torch.Tensor, ...], reset: str | None = None) -> tuple[torch.Tensor, ...]:
     """One model call, after the model's ``reset`` method if it has one declared."""
     with torch.inference_mode():
         if reset:
             getattr(model, reset)()
-        return outputs_of(model(*inputs))
+        return as_tuple(model(*inputs))
 
 
 def explain(err: Exception) -> str:

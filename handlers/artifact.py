@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from handlers.errors import ArtifactMismatch, InvalidInput
+from handlers.errors import ArtifactMismatch
 
 MANIFEST_FILE = "manifest.json"
 # x86 vector instruction sets, weakest first: an AOTInductor package runs on its own or a later one.
@@ -145,66 +144,3 @@ def load_artifact(folder: Path, manifest: dict, threads: int | None = None) -> C
             f"says {manifest['sha256']}; refusing to serve an unverified model. Re-run `make archive`."
         )
     return open_artifact(path, manifest, threads)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input: name, dtype and shape, where named dimensions are dynamic.
-
-    ``shape`` mixes ints (fixed) and names (dynamic, e.g. ``"batch"``); ``dims`` bounds the
-    dynamic ones: ``{"batch": {"min": 1, "max": 64}}``. ``pad`` fills the dynamic dimensions
-    when requests of different sizes share a batch (e.g. the padding token id).
-    """
-
-    name: str
-    dtype: str
-    shape: tuple
-    dims: dict
-    pad: float = 0
-
-    @classmethod
-    def from_dict(cls, d: dict) -> InputSpec:
-        """Build from the manifest's ``inputs[i]`` entry."""
-        return cls(d["name"], d["dtype"], tuple(d["shape"]), dict(d.get("dims", {})), d.get("pad", 0))
-
-    def bounds(self, dim: str) -> tuple[int, int | None]:
-        """(min, max) of a named dimension; max is None when unbounded."""
-        bounds = self.dims.get(dim, {})
-        return bounds.get("min", 1), bounds.get("max")
-
-    def max_elements(self, unbounded: int) -> int:
-        """The most elements a tensor of this spec holds (``unbounded`` if a dimension has no maximum)."""
-        count = 1
-        for size in self.shape:
-            most = size if isinstance(size, int) else self.bounds(size)[1]
-            if most is None:
-                return unbounded
-            count *= most
-        return count
-
-    def describe(self) -> str:
-        """The spec as users read it: ``float32 tensor of shape [batch, 1, 8, 8]``."""
-        return f"{self.dtype} tensor of shape [{', '.join(str(s) for s in self.shape)}]"
-
-    def check(self, x: torch.Tensor) -> None:
-        """Raise InvalidInput unless ``x`` has this dtype, rank, fixed sizes and dynamic bounds; the
-        message names the input (a model may take several)."""
-        expected = f'input "{self.name}": expected {self.describe()}'
-        if str(x.dtype).removeprefix("torch.") != self.dtype:
-            raise InvalidInput(f"{expected}, got dtype {str(x.dtype).removeprefix('torch.')}")
-        if x.dim() != len(self.shape):
-            raise InvalidInput(f"{expected}, got shape {list(x.shape)}")
-        for size, want in zip(x.shape, self.shape, strict=True):
-            if isinstance(want, int) and size != want:
-                raise InvalidInput(f"{expected}, got shape {list(x.shape)}")
-            low, high = self.bounds(want) if isinstance(want, str) else (1, None)
-            if size < low or (high is not None and size > high):
-                limit = f"= {low}" if low == high else f"between {low} and {high}" if high else f">= {low}"
-                raise InvalidInput(f"{expected} with {want} {limit}, got shape {list(x.shape)}")
-        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-            raise InvalidInput(f"{expected} of finite numbers, got NaN or Inf")
-
-
-def input_specs(manifest: dict) -> list[InputSpec]:
-    """Every model input the manifest lists, in the order the model takes them."""
-    return [InputSpec.from_dict(d) for d in manifest["inputs"]]

@@ -18,9 +18,10 @@ from typing import Any, NamedTuple
 import torch
 
 from handlers import batching, oip
-from handlers.artifact import InputSpec, input_specs, load_artifact, read_manifest
+from handlers.artifact import load_artifact, read_manifest
 from handlers.errors import InternalError, InvalidInput, RequestError
 from handlers.inputs import SEND_A_BODY, read_body
+from handlers.schema import InputSpec, input_specs
 
 log = logging.getLogger(__name__)
 BATCH_HEADER = "X-Kit-Batch"  # "<n> requests, <m> rejected": the batch a request was answered in

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from handlers.schema import InputSpec
+
 log = logging.getLogger(__name__)
 MAX_WASTE = 0.25  # at most this share of a call's positions may be padding
 
@@ -128,10 +130,10 @@ class Planner:
         given = settings.get("batch_cost")
         cost = CostModel(**given) if given else calibrate(inputs, axes, call)
         batch = inputs[0]["shape"][0]  # the verified maximum: export checked the artifact up to it
-        max_batch = inputs[0].get("dims", {}).get(batch, {}).get("max") if isinstance(batch, str) else None
+        max_batch = InputSpec.from_dict(inputs[0]).bounds(batch)[1] if isinstance(batch, str) else None
         pads = [float(i.get("pad", 0)) for i in inputs]
         lead = next(i for i, a in zip(inputs, axes, strict=True) if a is not None)
-        shortest = _bounds(lead, lead["shape"][axes[inputs.index(lead)]], 1, 1)[0]
+        shortest = InputSpec.from_dict(lead).bounds(lead["shape"][axes[inputs.index(lead)]])[0]
         waste = float(settings.get("max_padding", MAX_WASTE))
         return cls(axes, pads, max_batch, cost, waste, shortest, group_pool(int(settings.get("group_threads", 1))))
 
@@ -140,7 +142,7 @@ class Planner:
         """Per input the axis of the padded dimension; None unless exactly one named dimension
         besides the batch may differ between requests (its bounds allow more than one size):
         ``collate`` pads such a dimension with the input's ``pad`` value (0 unless declared)."""
-        names = {d for i in inputs for d in i["shape"][1:] if isinstance(d, str) and _varies(i, d)}
+        names = {d for i in inputs for d in i["shape"][1:] if isinstance(d, str) and InputSpec.from_dict(i).varies(d)}
         if len(names) != 1:
             return None
         (name,) = names
@@ -216,10 +218,11 @@ def calibrate(inputs: list[dict], axes: list[int | None], call: Callable, repeat
     the call runs on this thread, and its CPU time is what other processes disturb least."""
     clock = time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
     axis_input = next(i for i, a in zip(inputs, axes, strict=True) if a is not None)
-    dim = axis_input["shape"][axes[inputs.index(axis_input)]]
-    low, high = _bounds(axis_input, dim, 2, 256)
+    spec = InputSpec.from_dict(axis_input)
+    low, high = spec.bounds(axis_input["shape"][axes[inputs.index(axis_input)]])
+    high = high or 256
     batch_dim = axis_input["shape"][0]
-    top_rows = min(4, _bounds(axis_input, batch_dim, 1, 4)[1]) if isinstance(batch_dim, str) else 1
+    top_rows = min(4, spec.bounds(batch_dim)[1] or 4) if isinstance(batch_dim, str) else 1
     sizes = sorted({max(low, min(high, n)) for n in (8, high // 4, high // 2)})
     points = [(r, n) for r in sorted({1, top_rows}) for n in sizes if r == 1 or n < high // 2]
     timed = []
@@ -235,22 +238,9 @@ def calibrate(inputs: list[dict], axes: list[int | None], call: Callable, repeat
     return CostModel.fit(timed)
 
 
-def _varies(spec: dict, dim: str) -> bool:
-    bounds = spec.get("dims", {}).get(dim, {})
-    return bounds.get("max") is None or bounds.get("min", 1) != bounds["max"]
-
-
-def _bounds(spec: dict, dim: str, low: int, high: int) -> tuple[int, int]:
-    bounds = spec.get("dims", {}).get(dim, {})
-    return int(bounds.get("min", low)), int(bounds.get("max") or high)
-
-
 def _synthetic(spec: dict, axis: int | None, rows: int, length: int) -> torch.Tensor:
-    shape = []
-    for k, d in enumerate(spec["shape"]):
-        shape.append(
-            rows if k == 0 else length if k == axis else d if isinstance(d, int) else _bounds(spec, d, 1, 1)[0]
-        )
+    lowest = InputSpec.from_dict(spec).bounds
+    shape = [rows if k == 0 else length if k == axis else lowest(d)[0] for k, d in enumerate(spec["shape"])]
     dtype = getattr(torch, spec["dtype"])
     # Not padding everywhere: a text model's mask of all zeros may take a different path.
     return torch.ones(shape, dtype=dtype) if "pad" in spec else torch.zeros(shape, dtype=dtype)

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from handlers.errors import InvalidInput, MalformedRequest, RequestError, UnsupportedMediaType, excerpt
+from handlers.schema import MAX_DEPTH
 
 # Pillow can decode dozens of formats; only these two are accepted, so no other decoder ever runs.
 IMAGE_FORMATS = ("PNG", "JPEG")
 SEND_A_BODY = "POST the input with a Content-Type header"
-MAX_DEPTH = 32  # nesting of a JSON array of numbers (numpy's own limit on dimensions)
 
 
 def read_body(row: dict, context: Any, idx: int, hint: str = SEND_A_BODY) -> tuple[Any, str]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from handlers.errors import InvalidInput, MalformedRequest, excerpt
+from handlers.schema import MAX_DEPTH
 
 NUMERIC = {
     "BOOL": np.bool_,
@@ -42,7 +43,6 @@ DTYPES = {"bool": "BOOL", "uint8": "UINT8", "int8": "INT8", "int16": "INT16", "i
 DTYPES |= {"float16": "FP16", "float32": "FP32", "float64": "FP64"}
 HEADER_LENGTH = "Inference-Header-Content-Length"
 MAX_NAME = 256  # characters of an input name or request id
-MAX_DEPTH = 32  # nesting of "data" (numpy's own limit on dimensions)
 V2_MARK = re.compile(r'"inputs"\s*:\s*\[')  # v2's "inputs" is a list (the tensor handler's REST form: an object)
 
 

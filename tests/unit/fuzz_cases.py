@@ -23,13 +23,14 @@ from hypothesis import strategies as st
 from ts.context import Context
 from ts.service import Service
 
+from export.paths import CONFIG, ROOT
+from export.samples import torchserve_value
 from tests.support import samples, strict_json
 
-ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fuzz_corpus"
 PATHS = ("rest_json", "rest_raw", "v2_json", "v2_binary")
 # The largest body TorchServe accepts (config.properties): generated bodies go up to it.
-MAX_REQUEST = int(re.search(r"^max_request_size=(\d+)", (ROOT / "config.properties").read_text(), re.M)[1])
+MAX_REQUEST = int(re.search(r"^max_request_size=(\d+)", CONFIG.read_text(), re.M)[1])
 MAX_ERROR_BODY = 2000  # bytes of a JSON error body (messages are cut to 1000 characters)
 V2_KEYS = ("inputs", "name", "shape", "datatype", "data", "parameters", "binary_data_size", "id", "outputs")
 DATATYPES = ("FP32", "FP64", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL", "BYTES")
@@ -90,18 +91,6 @@ def corpus(model: str) -> list[tuple[str, Case]]:
     return [(f"{f.parent.name}/{f.name}", Case.from_json(json.loads(f.read_text()))) for f in files]
 
 
-def ts_value(raw: bytes, content_type: str):
-    """The body as TorchServe's worker hands it over (otf_message_handler: any failure -> bytes)."""
-    try:
-        if content_type == "application/json":
-            return json.loads(raw.decode("utf-8"))
-        if content_type.startswith("text"):
-            return raw.decode("utf-8")
-    except Exception:  # noqa: BLE001 - as TorchServe does
-        pass
-    return raw
-
-
 def context(model_dir: Path, cases: list[Case]) -> Context:
     """A real ts Context for one batch, with each request's headers (as tests.support.make_context)."""
     manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
@@ -152,7 +141,7 @@ def check(handler, model_dir: Path, case: Case, good: Case, measure: Measure) ->
     """The properties: 2xx, or 4xx with a short JSON error; valid JSON; the good batch-mate answered."""
     bodies = [case, good]
     ctx = context(model_dir, bodies)
-    rows = [{"body": ts_value(c.body, c.content_type)} for c in bodies]
+    rows = [{"body": torchserve_value(c.body, c.content_type)} for c in bodies]
     handler.model = timed = Timed(handler.model)
     tracemalloc.start()
     started, cpu = time.perf_counter(), time.process_time()

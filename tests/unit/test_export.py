@@ -16,8 +16,9 @@ from export.build import export_model
 from export.formats import to_torchscript
 from export.spec import load_spec
 from export.verify import Case, ExportError, call, parity_cases, verify_parity
-from handlers.artifact import InputSpec, load_artifact, read_manifest
+from handlers.artifact import load_artifact, read_manifest
 from handlers.errors import ArtifactMismatch
+from handlers.schema import InputSpec
 from tests.conftest import MODELS
 from tests.support import random_inputs, reference_model, tolerance
 

@@ -13,8 +13,9 @@ from export.build import export_model
 from export.paths import parse_served_name, served_name
 from export.spec import load_spec, requested
 from export.verify import ExportError
-from handlers.artifact import ArtifactIncompatible, InputSpec, load_artifact, open_artifact, read_manifest, sha256_of
+from handlers.artifact import ArtifactIncompatible, load_artifact, open_artifact, read_manifest, sha256_of
 from handlers.base import pad_and_cat
+from handlers.schema import InputSpec
 from tests.conftest import MODELS, OTHER_FORMATS, SERVED
 from tests.support import assert_same_answer, load_handlers, run_handler, samples, tolerance
 

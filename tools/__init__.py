@@ -1,0 +1,1 @@
+"""Development tools for the project itself (not part of what it serves or ships)."""
