@@ -5,7 +5,10 @@
   reference on every case, within ``precision_tolerance``: on a CUDA device when the export machine
   has one, else on the CPU (the CPU's own reduced-precision kernels). A model whose operators have
   no CPU kernel in that precision, on a machine without CUDA, is served in fp32, and the manifest
-  says why. ONNX graphs are served as exported (fp32) on every device.
+  says why. ONNX graphs are served as exported (fp32) on every device. A trace or torch.export records
+  ``device=`` arguments as constants (a Hugging Face mask built on the input's device): such an artifact
+  pins the CPU, and its CUDA twin is traced or exported again on CUDA where export has it; else GPU
+  workers refuse it, saying why.
 - AOTInductor: compiled code for one device. Besides the CPU package, a CUDA one (in the spec's
   precision) is built when the spec lists ``cuda`` in ``devices`` and this machine has CUDA; without
   it the manifest's ``runtime.missing_devices`` says why, and a GPU worker refuses to load it.
@@ -14,11 +17,13 @@
 from __future__ import annotations
 
 import copy
+import re
+import warnings
 from pathlib import Path
 
 import torch
 
-from export.formats import dynamic_shapes
+from export.formats import dynamic_shapes, exportable, to_torchscript
 from export.sources import Source
 from export.spec import ModelSpec
 from export.verify import Case, ExportError, verify_parity
@@ -111,11 +116,17 @@ def device_runtime(
             "precision": spec.precision,
         }
         return runtime, record
-    if spec.precision == "fp32":
+    artifact, where = candidate, cuda or torch.device("cpu")
+    if pinned := pins_cpu(candidate, fmt):
+        if why := remake_missing(spec, fmt, source, cuda, pinned):
+            runtime["missing_devices"] = {"cuda": why}
+            return runtime, {"declared": spec.precision, "cuda": None, "why": why}
+        artifact = candidate.with_name(f"{candidate.stem}.cuda{candidate.suffix}")
+        remake_on(cuda, fmt, source, spec, example, artifact)
+    elif spec.precision == "fp32":
         runtime["devices"]["cuda"] = cpu
         return runtime, {"declared": "fp32", "cuda": "fp32"}
-    where = cuda or torch.device("cpu")
-    loaded = OnDevice(open_artifact(candidate, manifest, device=where, precision=spec.precision), where)
+    loaded = OnDevice(open_artifact(artifact, manifest, device=where, precision=spec.precision), where)
     try:
         record = check(spec, loaded, cases, wants, where)
     except ExportError as err:
@@ -124,8 +135,49 @@ def device_runtime(
         why = f"{spec.precision} could not run on this machine's CPU ({type(err.__cause__).__name__}); no CUDA here"
         runtime["devices"]["cuda"] = cpu
         return runtime, {"declared": spec.precision, "cuda": "fp32", "why": f"{why}: fp32 is served"}
-    runtime["devices"]["cuda"] = cpu | {"precision": spec.precision}
+    runtime["devices"]["cuda"] = {"artifact": artifact.name, "sha256": sha256_of(artifact), "precision": spec.precision}
     return runtime, record
+
+
+def pins_cpu(path: Path, fmt: str) -> str | None:
+    """What in a TorchScript or ExportedProgram artifact fixes the CPU as a device (a trace records
+    ``device=`` arguments as constants, e.g. a mask moved to the input's device); None: nothing."""
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            graph = str(torch.jit.load(str(path), map_location="cpu").inlined_graph)
+        found = len(re.findall(r'prim::Constant\[value="cpu"\]', graph))
+        return f"{found} device constant(s) in its graph" if found else None
+    if fmt == "exported":
+        nodes = [n for n in torch.export.load(str(path)).graph.nodes if n.kwargs.get("device") == torch.device("cpu")]
+        return f"{len(nodes)} operation(s) such as {nodes[0].target}" if nodes else None
+    return None
+
+
+def remake_missing(spec: ModelSpec, fmt: str, source: Source, cuda: torch.device | None, pinned: str) -> str | None:
+    """Why an artifact that pins the CPU gets no CUDA twin (None: it gets one, made on CUDA)."""
+    why = f"the {fmt} artifact fixes the CPU as a device ({pinned}); its CUDA twin is made on CUDA"
+    if "cuda" not in spec.devices:
+        return f"{why} when spec.yaml `devices` lists cuda"
+    if cuda is None:
+        return f"{why}, and CUDA was not available at export (torch {torch.__version__})"
+    if source.kind != "eager" or (fmt == "torchscript" and spec.method != "trace"):
+        return f"{why} from model.py with `method: trace`"
+    return None
+
+
+def remake_on(device: torch.device, fmt: str, source: Source, spec: ModelSpec, example: tuple, path: Path) -> None:
+    """Trace or torch.export the eager model again on ``device``, as the CPU artifact was made."""
+    inputs = tuple(t.to(device) for t in example)
+    if fmt == "torchscript":
+        model = Bound(source.model, spec.constants) if spec.constants else source.model
+        to_torchscript(copy.deepcopy(model).to(device), "trace", inputs).save(str(path))
+        return
+    module, shapes = exportable(source, spec)
+    with torch.no_grad():
+        torch.export.save(
+            torch.export.export(copy.deepcopy(module).to(device), inputs, dynamic_shapes=shapes), str(path)
+        )
 
 
 def aoti_missing(spec: ModelSpec, source: Source, cuda: torch.device | None) -> str | None:

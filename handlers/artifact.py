@@ -7,7 +7,6 @@ AOTInductor) is imported only by the loader of its own format.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -116,9 +115,7 @@ def _load_aoti(path: Path, manifest: dict, threads: int, device: torch.device) -
             f"Rebuild it on the serving machine type (`make archive FORMAT=aoti`) or serve another format."
         )
     # Its kernels run on torch's OpenMP threads: torch.set_num_threads (done by the handler) applies.
-    # A CUDA package runs on the current device: the worker's.
-    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-        runner = torch._inductor.aoti_load_package(str(path))
+    runner = torch._inductor.aoti_load_package(str(path), device_index=device.index if device.type == "cuda" else -1)
     # The compiled kernels read inputs as dense, ignoring a view's strides: a narrowed or sliced batch
     # (the length planner's groups) gave rows of zeros. Contiguous copies cost little beside the model.
     return lambda *tensors: runner(*(t.contiguous() for t in tensors))
