@@ -175,7 +175,7 @@ def table(parity: list, sweep: list, seconds: float) -> str:
         "",
         "Items/s (rows per second through the handler, to the device and back) per batch size:",
         "",
-        "| model | format | precision | CUDA | CPU (fp32) |",
+        "| model | format | precision | CUDA | CPU (fp32, the model-config threads) |",
         "|---|---|---|---|---|",
         *(f"| {' | '.join(row)} |" for row in sweep),
     ]
