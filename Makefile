@@ -105,7 +105,8 @@ predict:
 
 ## kserve: write build/kserve/: our ServingRuntime (image IMAGE), a NetworkPolicy, and per model a repository + InferenceService
 kserve: archive
-	$(PY) -m deploy.kserve --image $(IMAGE) $(if $(STORAGE_URI),--storage-uri $(STORAGE_URI))
+	$(PY) -m deploy.kserve --image $(IMAGE) $(if $(STORAGE_URI),--storage-uri $(STORAGE_URI)) \
+	  --cuda-image $(CUDA_IMAGE) $(if $(GPU_VALUES),--gpu-values $(GPU_VALUES))
 
 ## test: run the unit and integration tests (integration ones start their own TorchServe)
 test: venv
@@ -264,3 +265,34 @@ FUZZ_EXAMPLES ?= 1500
 ## fuzz: fuzz every model's handler on every path for minutes; failures land in tests/fuzz_corpus/
 fuzz: venv
 	KIT_FUZZ=long KIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/unit/test_fuzz.py tests/unit/test_fuzz_corpus.py $(PYTEST_ARGS)
+
+# --- GPUs (docs/GPU.md) ---------------------------------------------------------------------------
+# The CUDA image: the same Containerfile on a CUDA runtime base, with requirements-cuda.txt's wheels
+# (for CUDA_PYTHON, the base's python3). GPU_VALUES: a YAML file with nodeSelector, tolerations and gpus
+# for `make kserve`'s GPU models.
+.PHONY: gpu-check image-cuda
+CUDA_IMAGE   ?= localhost/torchserve-kit:cuda
+CUDA_BASE    ?= docker.io/nvidia/cuda:12.8.1-runtime-ubuntu24.04
+CUDA_PYTHON  ?= 3.12
+CUDA_CONTEXT := $(CONTAINER_DIR)/context-cuda
+GPU_VALUES   ?=
+GPU_CHECK_ARGS ?=
+
+## gpu-check: each model's handler on CUDA vs the CPU (parity, items/s) into docs/GPU.md; without CUDA one line
+# No venv target: a GPU machine may have torch and no Java or package index; the venv's python if there is one.
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m export.gpu_check $(GPU_CHECK_ARGS)
+
+$(CUDA_CONTEXT)/wheelhouse/.done: requirements-cuda.txt | venv
+	mkdir -p $(CUDA_CONTEXT)/wheelhouse
+	$(PY) -m pip download --quiet --only-binary=:all: --python-version $(CUDA_PYTHON) \
+	  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+	  -r requirements-cuda.txt -d $(CUDA_CONTEXT)/wheelhouse
+	touch $@
+
+## image-cuda: build CUDA_IMAGE, the image's CUDA variant (CUDA_BASE, requirements-cuda.txt; needs a registry and the CUDA wheel index)
+image-cuda: image-context $(CUDA_CONTEXT)/wheelhouse/.done | container-tools
+	rm -rf $(CUDA_CONTEXT)/client $(CUDA_CONTEXT)/model-store
+	cp -r $(CONTEXT)/client $(CONTEXT)/model-store $(CONTEXT)/start.sh $(CONTEXT)/config.properties $(CUDA_CONTEXT)/
+	cp requirements-cuda.txt $(CUDA_CONTEXT)/requirements-runtime.txt  # the name the Containerfile installs from
+	$(PODMAN) build --format docker --network host --build-arg BASE=$(CUDA_BASE) -f Containerfile -t $(CUDA_IMAGE) $(CUDA_CONTEXT)

@@ -14,6 +14,7 @@ docs/SCALING.md.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import re
 import shutil
@@ -28,6 +29,7 @@ from export.spec import load_spec
 
 RUNTIME = "torchserve-kit"  # the ServingRuntime's name, and the model format only it supports
 DEFAULT_IMAGE = "localhost/torchserve-kit:latest"
+GPU_RUNTIME, CUDA_IMAGE = f"{RUNTIME}-cuda", "localhost/torchserve-kit:cuda"  # `make image-cuda`
 MOUNT = "/mnt/models"  # where KServe's storage initializer puts the storageUri's contents
 CONTAINER_CONFIG = ROOT / "deploy" / "container" / "config.properties"
 INFERENCE_PORT = 8080  # the container config's inference_address
@@ -148,8 +150,40 @@ def network_policy(names: list[str]) -> dict:
     }
 
 
-def write_repository(name: str, out: Path, storage_uri: str, store: Path = MODEL_STORE) -> Path:
-    """Write one model's repository and InferenceService; returns its folder."""
+def declares_gpu(name: str) -> bool:
+    """Whether a model asks for a GPU: ``cuda`` in its spec's ``devices``, or ``deviceType: gpu`` in its
+    model-config.yaml."""
+    spec = load_spec(name)
+    config = yaml.safe_load((spec.folder / "model-config.yaml").read_text()) or {}
+    return "cuda" in spec.devices or str(config.get("deviceType", "")).lower() == "gpu"
+
+
+def gpu_service(service: dict, values: dict) -> dict:
+    """A GPU model's InferenceService: our CUDA runtime, ``nvidia.com/gpu`` limits (``gpus``, default 1;
+    KServe merges them into the runtime's container), and the ``nodeSelector`` and ``tolerations`` of the
+    user's values (none by default: clusters label and taint their GPU nodes differently)."""
+    service = copy.deepcopy(service)
+    predictor = service["spec"]["predictor"]
+    predictor["model"]["runtime"] = GPU_RUNTIME
+    predictor["model"]["resources"] = {"limits": {"nvidia.com/gpu": str(values.get("gpus", 1))}}
+    predictor |= {key: values[key] for key in ("nodeSelector", "tolerations") if values.get(key)}
+    return service
+
+
+def cuda_runtime(runtime: dict, image: str) -> dict:
+    """The ServingRuntime of GPU models: ours on the CUDA image, chosen by name only."""
+    cuda = copy.deepcopy(runtime)
+    cuda["metadata"]["name"] = GPU_RUNTIME
+    cuda["spec"]["supportedModelFormats"][0]["autoSelect"] = False
+    cuda["spec"]["containers"][0]["image"] = image
+    return cuda
+
+
+def write_repository(
+    name: str, out: Path, storage_uri: str, store: Path = MODEL_STORE, gpu_values: dict | None = None
+) -> Path:
+    """Write one model's repository and InferenceService (``gpu_values``: a GPU model's nodeSelector,
+    tolerations, gpus); returns its folder."""
     archive = store / f"{name}.mar"
     if not archive.exists():
         raise FileNotFoundError(f"{archive} is missing: run `make archive` first")
@@ -160,15 +194,24 @@ def write_repository(name: str, out: Path, storage_uri: str, store: Path = MODEL
     (folder / "model-store").mkdir()
     shutil.copy2(archive, folder / "model-store" / archive.name)
     (folder / "config" / "config.properties").write_text(repository_config(name))
-    (folder / "inferenceservice.yaml").write_text(yaml.safe_dump(inference_service(name, storage_uri), sort_keys=False))
+    service = inference_service(name, storage_uri)
+    service = gpu_service(service, gpu_values or {}) if declares_gpu(name) else service
+    (folder / "inferenceservice.yaml").write_text(yaml.safe_dump(service, sort_keys=False))
     return folder
 
 
-def write_all(out: Path, storage_uri: str, image: str, store: Path = MODEL_STORE) -> list[Path]:
-    """Every model's repository, the ServingRuntime and the NetworkPolicy; returns the model folders."""
+def write_all(
+    out: Path, storage_uri: str, image: str, store: Path = MODEL_STORE, cuda_image: str = CUDA_IMAGE, gpu_values=None
+) -> list[Path]:
+    """Every model's repository, the ServingRuntime (and the CUDA one when a model declares a GPU) and
+    the NetworkPolicy; returns the model folders."""
     names = model_names()
-    folders = [write_repository(name, out, storage_uri, store) for name in names]
+    folders = [write_repository(name, out, storage_uri, store, gpu_values) for name in names]
     (out / "servingruntime.yaml").write_text(yaml.safe_dump(serving_runtime(image), sort_keys=False))
+    cuda = out / "servingruntime-cuda.yaml"
+    cuda.unlink(missing_ok=True)
+    if any(declares_gpu(name) for name in names):
+        cuda.write_text(yaml.safe_dump(cuda_runtime(serving_runtime(image), cuda_image), sort_keys=False))
     (out / "networkpolicy.yaml").write_text(yaml.safe_dump(network_policy(names), sort_keys=False))
     return folders
 
@@ -181,9 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         "--storage-uri", default="s3://YOUR-BUCKET/torchserve-kit", help="where the repositories will be pushed"
     )
     parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"the image (default: {DEFAULT_IMAGE})")
+    parser.add_argument("--cuda-image", default=CUDA_IMAGE, help=f"GPU models' image (default: {CUDA_IMAGE})")
+    parser.add_argument(
+        "--gpu-values", type=Path, help="YAML with GPU models' nodeSelector, tolerations, gpus (default: none)"
+    )
     args = parser.parse_args(argv)
     try:
-        folders = write_all(args.out, args.storage_uri, args.image)
+        values = yaml.safe_load(args.gpu_values.read_text()) if args.gpu_values else {}
+        folders = write_all(args.out, args.storage_uri, args.image, cuda_image=args.cuda_image, gpu_values=values)
     except FileNotFoundError as err:
         print(f"kserve: {err}", file=sys.stderr)
         return 1

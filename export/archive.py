@@ -44,11 +44,19 @@ def stage_extra_files(spec: ModelSpec, export_dir: Path, version: str) -> Path:
     (stage / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     for name in spec.extra_files:
         shutil.copy2(spec.folder / name, stage / name)
+    for name in device_artifacts(manifest):  # e.g. an AOTInductor package for CUDA
+        shutil.copy2(export_dir / name, stage / name)
     for sample in spec.sample_paths():
         target = stage / sample.relative_to(spec.folder)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(sample, target)
     return stage
+
+
+def device_artifacts(manifest: dict) -> list[str]:
+    """Files the manifest's devices load besides its artifact (shipped among the extra files)."""
+    entries = manifest.get("runtime", {}).get("devices", {}).values()
+    return sorted({e["artifact"] for e in entries} - {manifest["artifact"]})
 
 
 def build_archive(name: str, version: str | None = None, store: Path = MODEL_STORE, build: Path = BUILD) -> Path:
@@ -95,6 +103,12 @@ def check_archive(path: Path) -> dict:
             raise ArchiveError(
                 f"{path.name}: artifact sha256 {actual} does not match the manifest's {manifest['sha256']}"
             )
+        for device, entry in manifest.get("runtime", {}).get("devices", {}).items():
+            if (
+                entry["artifact"] not in names
+                or hashlib.sha256(mar.read(entry["artifact"])).hexdigest() != entry["sha256"]
+            ):
+                raise ArchiveError(f"{path.name}: the {device} artifact {entry['artifact']} is missing or altered")
         mar_info = json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]
         # Recorded at export (needs no models directory here); older manifests lack it.
         served = manifest.get("served_name") or served_name(manifest["name"], manifest["format"])

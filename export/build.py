@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from export.devices import device_runtime
 from export.formats import EXPORTERS
 from export.paths import BUILD, ROOT, model_names, served_name
 from export.sources import Source, load_source, why_not
@@ -138,7 +139,13 @@ def export_model(spec: ModelSpec, out: Path, fmt: str | None = None) -> dict:
         hint = TRACE_HINT if traced and spec.method == "trace" else ""
         report = verify_parity(served_name(spec.name, fmt), loaded, cases, wants, spec.tolerance, hint, spec.reset)
         del loaded  # an ONNX Runtime session keeps the file open
-        candidate.replace(artifact)
+        # Per device: the file it loads (AOTInductor: a package each) and its verified precision.
+        runtime, report["precision"] = device_runtime(
+            spec, fmt, source, example.inputs, candidate, manifest, cases, wants
+        )
+        manifest["runtime"] |= runtime
+        for name in {entry["artifact"] for entry in runtime["devices"].values()}:
+            (Path(tmp) / name).replace(out / name)
     manifest |= spec.serving() | {
         "sha256": sha256_of(artifact),
         "handler": spec.handler_path.name,

@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from export.onnx_optimize import optimize_onnx
-from export.sources import Bound, Source
+from export.sources import Source
 from export.spec import ModelSpec
+from handlers.artifact import Bound
 
 
 @dataclass(frozen=True)

@@ -16,42 +16,7 @@ from typing import Any
 import torch
 
 from export.spec import ModelSpec
-from handlers.artifact import sha256_of
-
-
-class Bound(torch.nn.Module):
-    """A model called with its tensors only: the spec's ``constants`` passed by keyword every call.
-    torch.export and tracing see the constants as Python values and bake them in."""
-
-    def __init__(self, model: Any, constants: dict):
-        super().__init__()
-        self.model = model
-        self.constants = dict(constants)
-
-    def forward(self, *tensors: torch.Tensor):
-        return self.model(*tensors, **self.constants)
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)  # parameters, buffers, submodules, ``model``
-        except AttributeError:
-            if name == "model":
-                raise
-            return getattr(self.model, name)  # the model's own methods (its ``reset``)
-
-
-class OnnxReference:
-    """An ONNX graph run by a plain ONNX Runtime session (not the kit's tuned loader): every output."""
-
-    def __init__(self, path):
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.names = [i.name for i in self.session.get_inputs()]
-
-    def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        feeds = {n: t.detach().contiguous().numpy() for n, t in zip(self.names, tensors, strict=True)}
-        return tuple(torch.from_numpy(out) for out in self.session.run(None, feeds))
+from handlers.artifact import Bound, OnnxModel, sha256_of
 
 
 @dataclass
@@ -77,7 +42,7 @@ def load_source(spec: ModelSpec) -> Source:
     path, kind = spec.source_path, spec.source_format
     record = {"kind": "imported file", "file": spec.source, "format": kind, "sha256": sha256_of(path)}
     if kind == "onnx":
-        return Source(kind, path, OnnxReference(path), record)
+        return Source(kind, path, OnnxModel.plain(path), record)
     if kind == "exported":
         program = torch.export.load(str(path))
         return Source(kind, program, Bound(program.module(), spec.constants), record)

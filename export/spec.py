@@ -4,7 +4,7 @@ Keys (see the README, "Adding your own model"): ``name``, ``version``, ``source`
 artifact file in the folder), ``method``, ``handler`` (a path relative to the folder; default the
 generic ``handlers/tensor.py``), ``inputs`` (or one ``input``), ``outputs``, ``output`` (words for
 people), ``constants``, ``reset``, ``batching``, ``samples``, ``demo``, ``empty_hint``, ``tolerance``,
-``verify_sizes``, ``extra_files``, ``formats``.
+``verify_sizes``, ``extra_files``, ``formats``, ``devices``, ``precision``, ``precision_tolerance``.
 
 Command line (for `make serve`): ``python -m export.spec demo <served name>`` prints the model's demo
 sample and its content type, as arguments of ``python -m client predict``.
@@ -54,6 +54,9 @@ class ModelSpec:
     verify_sizes: dict = field(default_factory=dict)  # dynamic dim -> extra sizes to check
     extra_files: list[str] = field(default_factory=list)  # files the handler reads, shipped as is
     formats: list[str] = field(default_factory=list)  # what `FORMAT=all` builds, the primary first
+    devices: list[str] = field(default_factory=lambda: ["cpu"])  # cpu, cuda: an AOTInductor package each
+    precision: str = "fp32"  # fp16 or bf16: what GPU workers compute in (verified at export; CPU stays fp32)
+    precision_tolerance: dict = field(default_factory=lambda: {"atol": 1e-2, "rtol": 1e-2})  # vs fp32
 
     def __post_init__(self):
         if not self.inputs:
@@ -229,6 +232,11 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
             f"{path}: a model with a reset ({spec.reset!r}) is served as TorchScript only (its artifact keeps "
             f"the method); {others} artifacts keep forward() alone. Set `formats: [torchscript]`"
             + (" and import a TorchScript file." if spec.source_format != "torchscript" else ".")
+        )
+    if sorted(set(spec.devices) - {"cpu", "cuda"}) or spec.precision not in ("fp32", "fp16", "bf16"):
+        raise ValueError(
+            f"{path}: devices must be cpu and/or cuda, precision fp32, fp16 or bf16; "
+            f"got {spec.devices}, {spec.precision!r}"
         )
     if unknown := sorted(set(spec.formats) - set(FORMATS)):
         raise ValueError(f"{path}: unknown formats {unknown}; known: {list(FORMATS)}")

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from handlers import batching, oip
+from handlers import batching, device, oip
 from handlers.artifact import load_artifact, read_manifest
 from handlers.errors import InternalError, InvalidInput, RequestError
 from handlers.inputs import SEND_A_BODY, read_body
@@ -56,6 +56,7 @@ class ManifestHandler:
         self.input_specs: list[InputSpec] = []
         self.empty_hint = SEND_A_BODY
         self.planner: batching.Planner | None = None
+        self.placement = device.Placement(torch.device("cpu"))  # initialize: the worker's device
         self.initialized = False
 
     def initialize(self, context) -> None:
@@ -65,16 +66,18 @@ class ManifestHandler:
         self.configure(read_manifest(folder), folder, settings)
         threads = int(settings.get("threads", 1))
         set_threads(threads)
-        self.model = load_artifact(folder, self.manifest, threads)
-        # Rows of different lengths run in length-aware groups; the cost model is timed here, once.
-        self.planner = batching.Planner.for_model(self.manifest, settings, self.inference)
+        self.placement = device.placement(context.system_properties, settings, self.manifest)
+        self.model = load_artifact(folder, self.manifest, threads, self.placement.device)
+        # Length-aware groups; the cost model is timed here, once, on whole calls (to the device and back).
+        self.planner = batching.Planner.for_model(self.manifest, settings, self.grouped)
         reset = self.manifest.get("reset")
         if reset and not callable(getattr(self.model, reset, None)):  # refuse to load, not 500 every request
             raise RuntimeError(
                 f"{self.manifest['name']}: the manifest's reset {reset!r} is not a method of the artifact"
             )
         self.initialized = True
-        log.info("loaded %s %s (%s)", self.manifest["name"], self.manifest["version"], self.manifest["format"])
+        name, version, fmt = self.manifest["name"], self.manifest["version"], self.manifest["format"]
+        log.info("loaded %s %s (%s) on %s", name, version, fmt, self.placement.describe())
 
     def configure(self, manifest: dict, folder: Path, settings: dict | None = None) -> None:
         """Read the manifest and the model's extra files; export calls this too, without a model."""
@@ -139,11 +142,12 @@ class ManifestHandler:
     def grouped(self, batch: tuple[torch.Tensor, ...], context=None) -> tuple[torch.Tensor, ...]:
         """The model on a batch: one call, or with the length planner (handlers/batching.py) one
         call per group of rows of similar length, the outputs back in row order."""
+        batch = self.placement.to_device(batch)  # once per batch; the outputs come back once
         if self.planner is None:
-            return self.inference(batch)
+            return self.placement.to_host(self.inference(batch))
         outputs, stats = self.planner.run(batch, self.inference)
         batching.report(context, stats)
-        return outputs
+        return self.placement.to_host(outputs)
 
     def answer(self, context, idx: int, decoded: Decoded, request: oip.V2Request | None, outputs: Any) -> bytes:
         """One request's JSON answer (or its 500), with its status and content type set."""

@@ -156,7 +156,7 @@ class Planner:
                 other = [d for d in range(1, t.dim()) if d != axis]
                 mask = (t != pad).amax(dim=other) if other else t != pad  # [rows, width]
                 used = mask if used is None else used | mask
-        positions = torch.arange(1, used.shape[1] + 1)
+        positions = torch.arange(1, used.shape[1] + 1, device=used.device)
         return torch.where(used, positions, 0).amax(dim=1).clamp(min=self.shortest).tolist()
 
     def run(self, batch: tuple[torch.Tensor, ...], call: Callable) -> tuple[object, dict]:
@@ -176,7 +176,7 @@ class Planner:
         widths = [max(lengths[i] for i in group) for group in groups]
         parts = []
         for group, width in zip(groups, widths, strict=True):
-            index = torch.tensor(group)
+            index = torch.tensor(group, device=batch[0].device)
             part = tuple(
                 t.index_select(0, index) if axis is None else t.index_select(0, index).narrow(axis, 0, width)
                 for t, axis in zip(batch, self.axes, strict=True)
