@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from client.keys import Key, KeyFile
+from client.versions import store_archive
 
 
 class TorchServeError(Exception):
@@ -145,11 +146,12 @@ class TorchServeClient:
     def register(
         self, archive: str, initial_workers: int | None = None, synchronous: bool = True, **params: Any
     ) -> dict:
-        """``POST /models``: load an archive from the model store, by file name. ``params`` are
+        """``POST /models``: load an archive from the model store, by file name only (ValueError for a
+        path, URL or directory: client.versions.store_archive). ``params`` are
         TorchServe's other registration parameters, passed as given (``batch_size``,
         ``max_batch_delay``, ``response_timeout``, ``model_name``, ...). Without them (and without
         ``initial_workers``) the archive's model-config.yaml decides."""
-        query = {"url": archive, "synchronous": synchronous} | params
+        query = {"url": store_archive(archive), "synchronous": synchronous} | params
         if initial_workers is not None:
             query["initial_workers"] = initial_workers
         query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items() if v is not None}

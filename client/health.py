@@ -82,14 +82,26 @@ def warmed(path: Path, identity: str | None) -> dict:
 
 
 def versions(ts: TorchServeClient) -> list[dict]:
-    """Every version of every registered model, as the management API describes it."""
-    return [d for m in ts.list_models() for d in ts.describe(m["modelName"], "all")]
+    """Every version of every registered model, as the management API describes it, each with
+    ``"default"``: whether it is the version /predictions/<model> reaches (the listed archive)."""
+    found = []
+    for m in ts.list_models():
+        found += [d | {"default": d["modelUrl"] == m["modelUrl"]} for d in ts.describe(m["modelName"], "all")]
+    return found
 
 
-def workers_ready(description: dict) -> bool:
-    """At least minWorkers workers (and at least one), every one READY."""
+def workers_ready(description: dict, default: bool = True) -> bool:
+    """Every worker READY and at least minWorkers of them. The default version needs at least one
+    (minWorkers 0 there answers nothing); another version with minWorkers 0 (parked by an update,
+    client/updates.py) needs none. One rule for the probes, warm-up, restarts and updates."""
     workers = description["workers"]
-    return len(workers) >= max(1, description["minWorkers"]) and all(w["status"] == "READY" for w in workers)
+    need = max(1, description["minWorkers"]) if default else description["minWorkers"]
+    return len(workers) >= need and all(w["status"] == "READY" for w in workers)
+
+
+def parked(description: dict) -> bool:
+    """A version that is not the default and is meant to have no workers: nothing to warm up."""
+    return not description.get("default", True) and description["minWorkers"] == 0
 
 
 def readiness(ts: TorchServeClient, state: Path) -> list[str]:
@@ -102,10 +114,10 @@ def readiness(ts: TorchServeClient, state: Path) -> list[str]:
     reasons = []
     for d in described:
         name = f"{d['modelName']}/{d['modelVersion']}"
-        if not workers_ready(d):
+        if not workers_ready(d, d["default"]):
             states = [w["status"] for w in d["workers"]]
-            reasons.append(f"{name}: workers {states}, need {max(1, d['minWorkers'])} READY")
-        elif name not in done:
+            reasons.append(f"{name}: workers {states}, need {max(int(d['default']), d['minWorkers'])} READY")
+        elif name not in done and not parked(d):
             reasons.append(f"{name}: not warmed up since this server started")
     return reasons
 
@@ -143,13 +155,13 @@ def warmup(ts: TorchServeClient, store: Path, state: Path, timeout: float) -> di
     done = warmed(state, identity)
     while True:
         try:
-            pending = [d for d in versions(ts) if f"{d['modelName']}/{d['modelVersion']}" not in done]
+            pending = [d for d in versions(ts) if f"{d['modelName']}/{d['modelVersion']}" not in done and not parked(d)]
         except (requests.RequestException, TorchServeError):
             pending = None  # the management API is not up yet
         if pending == []:
             return done
         for d in pending or []:
-            if workers_ready(d):
+            if workers_ready(d, d["default"]):
                 record = warm_one(ts, d, store) | {"ready_after_start_s": round(time.time() - started, 2)}
                 done[f"{d['modelName']}/{d['modelVersion']}"] = record
                 write_state(state, identity, done)
