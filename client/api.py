@@ -45,6 +45,16 @@ def refused_key(response: requests.Response) -> bool:
     return response.status_code == 400 and "InvalidKeyException" in response.text
 
 
+def retriable(err: Exception) -> bool:
+    """A refused connection or TorchServe's 500 "Worker died.": the request got no answer from a handler."""
+    if isinstance(err, TorchServeError):
+        return err.status == 500 and err.message == "Worker died."
+    cause = err
+    while cause is not None and not isinstance(cause, ConnectionRefusedError):
+        cause = cause.__cause__ or cause.__context__
+    return cause is not None
+
+
 class TorchServeClient:
     """Inference and management calls; tokens come from TorchServe's ``key_file.json``.
 
@@ -123,13 +133,29 @@ class TorchServeClient:
         return self._call("inference", "GET", "/ping", "ping")
 
     def predict(
-        self, model: str, body: bytes | dict | list, content_type: str | None = None, version: str | None = None
+        self,
+        model: str,
+        body: bytes | dict | list,
+        content_type: str | None = None,
+        version: str | None = None,
+        retry: bool = True,
     ) -> Any:
-        """``POST /predictions/{model}[/{version}]`` with raw bytes or a JSON document."""
+        """``POST /predictions/{model}[/{version}]`` with raw bytes or a JSON document.
+
+        ``retry``: send once more after a refused connection (nothing reached the server) or a 500
+        "Worker died." (TorchServe ended the worker that held this request's batch: a crash, or a
+        scale-down outside client/updates.py). Right for models whose answer depends only on the
+        input; pass False for a stateful model. Timeouts are never retried (the request may still run).
+        """
         path = f"/predictions/{model}" + (f"/{version}" if version else "")
         if isinstance(body, (dict, list)):
             body, content_type = json.dumps(body).encode(), "application/json"
         headers = {"Content-Type": content_type or "application/octet-stream"}
+        try:
+            return self._call("inference", "POST", path, f"predict {model}", data=body, headers=headers)
+        except (requests.ConnectionError, TorchServeError) as err:
+            if not (retry and retriable(err)):
+                raise
         return self._call("inference", "POST", path, f"predict {model}", data=body, headers=headers)
 
     # Management API

@@ -170,7 +170,8 @@ class Updater:
             self.ts.register(file, initial_workers=workers)
         except TorchServeError as err:
             self.remove(model, version)
-            raise UpdateError(f"{model} {version} failed to load ({err}){self.log_hint(model, version)}") from err
+            cause = f"{model} {version} failed to load ({err}){self.log_hint(model, version)}"
+            raise UpdateError(f"{cause}; {self.serving(model)}") from err
 
     def switch(self, model: str, current: dict, target: str, fresh: bool, workers: int | None = None) -> dict:
         """Steps 2-5 from ``current`` (the default's description) to the registered ``target``."""

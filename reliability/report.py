@@ -29,9 +29,11 @@ from reliability.record import (
     Record,
     Restart,
     Security,
+    Update,
     WorkerCrash,
     read_records,
 )
+from reliability.updates import measure
 
 DOC = ROOT / "docs" / "RELIABILITY.md"
 TESTS = [
@@ -42,6 +44,7 @@ TESTS = [
         "integration/test_worker_crash",
         "integration/test_restart",
         "integration/test_load",
+        "integration/test_updates",
         "integration/test_security",
         "integration/test_hostile_live",
         "unit/test_fuzz",
@@ -202,6 +205,24 @@ def fuzz_section(records: list[Fuzz]) -> str:
     )
 
 
+def update_section(records: list[Update]) -> str:
+    rows = [
+        [r.kind, r.action, f"{r.old or ''} → {r.new or '(kept ' + str(r.versions_seen[0]) + ')'}", r.threads]
+        + [r.requests, r.failed, r.seconds, r.drain_s if r.drain_s is not None else "-"]
+        + [", ".join(map(str, r.switches_per_thread)), (r.error or "").replace("|", "/")[:160]]
+        for r in records
+    ]
+    header = ["run", "update", "versions", "threads", "requests", "failed", "update s", "drain s"]
+    header += ["version changes per thread", "error (failing versions)"]
+    return (
+        "## 9. Updates under load (client/updates.py; README: Updates without downtime)\n\n"
+        "Closed-loop threads on keep-alive connections send the model's samples while one update runs; every "
+        "answer must be 200 and equal to the answer before any update. `update s` is the command's own time "
+        "(registering and loading the new workers dominates); the phase lasts at least as long.\n\n"
+        + table(header, rows)
+    )
+
+
 SECTIONS = [
     (BadInput, bad_input_section),
     (MixedBatch, mixed_section),
@@ -211,6 +232,7 @@ SECTIONS = [
     (Security, security_section),
     (HostileLive, hostile_section),
     (Fuzz, fuzz_section),
+    (Update, update_section),
 ]
 
 
@@ -232,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reliability.report", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000, help="soak requests (default: 5000)")
     parser.add_argument("--concurrency", type=int, default=16, help="soak concurrency (default: 16)")
-    parser.add_argument("--no-soak", action="store_true", help="skip the long load (default: run it)")
+    parser.add_argument("--no-soak", action="store_true", help="skip the long loads (default: run them)")
+    parser.add_argument(
+        "--update-model", default="digits", help="served name the long update run uses (default: digits)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         record_file = Path(tmp) / "record.jsonl"
@@ -243,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         run = soak(args.requests, args.concurrency)
         records.append(Load(kind="soak (make soak)", **run))
         soak_errors = run["error_count"]
+        phases = measure(args.update_model, 8, args.requests)
+        records += [Update(kind="long (make reliability)", **p) for p in phases]
+        soak_errors += sum(p["failed"] for p in phases)
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(render(records, outcome(records, code)) + "\n")
     print(f"wrote {DOC.relative_to(ROOT)}")

@@ -116,8 +116,8 @@ def phase(
     versions = list(dict.fromkeys(v for own in load.answers for (_, v, _) in own))
     return {
         "action": name,
-        "from": report.get("from"),
-        "to": report.get("to"),
+        "old": report.get("from"),
+        "new": report.get("to"),
         "threads": len(load.answers),
         "requests": load.count,
         "failed": len(failures),
