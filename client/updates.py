@@ -183,16 +183,17 @@ class Updater:
             self.ts.scale(model, workers, version=target)  # a parked version: only adds workers
         self.check_or_remove(model, target, fresh)
         self.ts.set_default(model, target)
-        switched = time.monotonic()
+        switched, default_at = time.monotonic(), time.time()
         self.say(f"{model}: {target} is the default; draining {old}")
         drained = self.drain(model, old)
         self.ts.scale(model, 0, version=old)  # drained: its workers are idle
+        parked_at = time.time()
         self.history.became_default(model, target)
         self.prune(model)
         seconds = round(time.monotonic() - started, 2)
         self.say(f"{model}: {old} -> {target} in {seconds} s (old version drained in {drained} s, parked)")
         return {"model": model, "from": old, "to": target, "seconds": seconds, "drain_s": drained,
-                "check_s": round(switched - started, 2)}  # fmt: skip
+                "check_s": round(switched - started, 2), "default_at": default_at, "parked_at": parked_at}  # fmt: skip
 
     def check_or_remove(self, model: str, version: str, fresh: bool) -> None:
         """Wait for the version's workers and check its samples; on failure remove it (``fresh``:

@@ -127,6 +127,7 @@ class Update:
     error: str | None = None
     old: str | None = None  # the version serving before
     new: str | None = None  # the version serving after (None: the update failed)
+    times: str = ""  # when the new version became the default and the old one was parked
 
 
 @dataclass

@@ -74,10 +74,11 @@ class Load:
             name, body, content_type = self.samples[i % len(self.samples)]
             i += 1
             headers = self.client.auth_headers("inference") | {"Content-Type": content_type}
+            sent = time.time()
             try:
                 r = session.post(f"{url}/{self.model}", data=body, headers=headers, timeout=30)
             except requests.RequestException as err:
-                own.append((0, "", f"{type(err).__name__}: {err}"))
+                own.append((0, "", f"{type(err).__name__} (sent {_clock(sent)}): {err}"))
                 continue
             failure = None if r.status_code == 200 else f"{r.status_code}: {r.text[:200]}"
             if failure is None:
@@ -128,7 +129,12 @@ def phase(
         "switches_per_thread": sorted(set(switches)),
         "versions_seen": versions,
         "error": error,
+        "times": " ".join(f"{k[:-3]} {_clock(report[k])}" for k in ("default_at", "parked_at") if k in report),
     }
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f"{t % 1:.3f}"[1:]
 
 
 def rebuilt(source: Path, target: Path) -> Path:
