@@ -183,10 +183,21 @@ class TorchServeClient:
         query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items() if v is not None}
         return self._call("management", "POST", "/models", f"register {archive}", params=query)
 
-    def scale(self, model: str, min_worker: int, max_worker: int | None = None, version: str | None = None) -> dict:
-        """``PUT /models/{model}[/{version}]``: set the worker count (synchronously)."""
+    def scale(
+        self,
+        model: str,
+        min_worker: int,
+        max_worker: int | None = None,
+        version: str | None = None,
+        synchronous: bool = True,
+    ) -> dict:
+        """``PUT /models/{model}[/{version}]``: set the worker count (by default synchronously)."""
         path = f"/models/{model}" + (f"/{version}" if version else "")
-        params = {"min_worker": min_worker, "max_worker": max_worker or min_worker, "synchronous": "true"}
+        params = {
+            "min_worker": min_worker,
+            "max_worker": max_worker or min_worker,
+            "synchronous": str(synchronous).lower(),
+        }
         return self._call("management", "PUT", path, f"scale {model}", params=params)
 
     def set_default(self, model: str, version: str) -> dict:

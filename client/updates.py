@@ -45,7 +45,7 @@ from client.versions import (
 
 KEEP_OLD_VERSIONS = 2  # parked versions kept registered for rollback (`make ... KEEP=`, --keep)
 DRAIN_GRACE_S = 1.0  # after the old queue empties: the longest a batch already in a worker may take
-READY_TIMEOUT_S = 300.0
+LOG_TAIL_BYTES = 1 << 20  # of model_log.log searched for a new version's load error
 EXCEPTION_LINE = re.compile(r"MODEL_LOG - ((?:[\w.]+\.)?\w*(?:Error|Exception|Mismatch)\w*: .*)$")
 WRAPPER = re.compile(r"RuntimeError: \d{3} - ")  # TorchServe's worker wraps the handler's error in this
 
@@ -149,7 +149,7 @@ class Updater:
         current = self.default(model)
         started = time.monotonic()
         if workers >= current["maxWorkers"]:
-            self.ts.scale(model, workers, version=current["modelVersion"])
+            self.ts.scale(model, workers, version=current["modelVersion"], synchronous=False)  # see register
             self.wait_ready(model, current["modelVersion"])
             seconds = round(time.monotonic() - started, 2)
             v = current["modelVersion"]
@@ -165,13 +165,15 @@ class Updater:
 
     # The steps
     def register(self, model: str, version: str, file: str, workers: int | None) -> None:
+        """Register without waiting: TorchServe's synchronous form blocks a network thread that it
+        shares with inference connections until the workers have loaded, and every request on those
+        connections waits as long (measured: 30 s timeouts while a version loaded under load)."""
         self.say(f"{model} {version}: registering {file}" + (f" with {workers} workers" if workers else ""))
         try:
-            self.ts.register(file, initial_workers=workers)
+            self.ts.register(file, initial_workers=workers, synchronous=False)
         except TorchServeError as err:
             self.remove(model, version)
-            cause = f"{model} {version} failed to load ({err}){self.log_hint(model, version)}"
-            raise UpdateError(f"{cause}; {self.serving(model)}") from err
+            raise UpdateError(f"{model} {version} was refused ({err}); {self.serving(model)}") from err
 
     def switch(self, model: str, current: dict, target: str, fresh: bool, workers: int | None = None) -> dict:
         """Steps 2-5 from ``current`` (the default's description) to the registered ``target``."""
@@ -179,8 +181,8 @@ class Updater:
         started = time.monotonic()
         workers = workers or current["minWorkers"]
         described = self.versions(model)[target]
-        if described["minWorkers"] < workers or len(described["workers"]) < workers:
-            self.ts.scale(model, workers, version=target)  # a parked version: only adds workers
+        if described["minWorkers"] < workers:
+            self.ts.scale(model, workers, version=target, synchronous=False)  # parked: only adds; see register
         self.check_or_remove(model, target, fresh)
         self.ts.set_default(model, target)
         switched, default_at = time.monotonic(), time.time()
@@ -208,17 +210,23 @@ class Updater:
                 self.ts.scale(model, 0, version=version)
             raise UpdateError(f"{model} {version}: {err}; {self.serving(model)}") from err
 
-    def wait_ready(self, model: str, version: str, timeout: float = READY_TIMEOUT_S) -> dict:
-        deadline = time.monotonic() + timeout
+    def wait_ready(self, model: str, version: str, timeout: float | None = None) -> dict:
+        """Poll until the version's workers are READY. A load that fails shows as the handler's
+        exception in model_log.log (when the logs are at hand) or as workers not READY within the
+        version's startupTimeout and a margin."""
+        started = time.monotonic()
         while True:
             described = self.versions(model).get(version)
             if described is None:
-                raise UpdateError(f"{model} {version} is no longer registered (its workers failed to load?)")
+                raise UpdateError(f"{model} {version} is no longer registered")
             if workers_ready(described):
                 return described
-            if time.monotonic() > deadline:
+            limit = timeout or described.get("startupTimeout", 120) + 30
+            if hint := self.log_hint(model, version):
+                raise UpdateError(f"{model} {version} failed to load{hint}")
+            if time.monotonic() - started > limit:
                 states = [w["status"] for w in described["workers"]]
-                raise UpdateError(f"workers not READY within {timeout:.0f} s: {states}{self.log_hint(model, version)}")
+                raise UpdateError(f"{model} {version} failed to load: workers not READY within {limit:.0f} s: {states}")
             time.sleep(0.2)
 
     def check_samples(self, model: str, version: str) -> int:
@@ -286,10 +294,13 @@ class Updater:
         log = self.log_dir / "model_log.log" if self.log_dir else None
         if not log or not log.exists():
             return ""
+        with open(log, "rb") as f:  # the tail: the log grows with every request
+            f.seek(max(0, log.stat().st_size - LOG_TAIL_BYTES))
+            text = f.read().decode(errors="replace")
         worker = f"-{model}_{version}-"
         found = [
             m.group(1)
-            for line in log.read_text(errors="replace").splitlines()
+            for line in text.splitlines()
             if worker in line and (m := EXCEPTION_LINE.search(line)) and not WRAPPER.match(m.group(1))
         ]
         return f"; model_log.log: {found[-1][:400]}" if found else ""
