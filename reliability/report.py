@@ -66,11 +66,15 @@ LIMITS = """\
   cannot be unregistered by name (the path splits on `/`) until the server restarts without snapshots.
   The management API is loopback-only and needs the management key.
 - Scaling down (`PUT /models/<m>?min_worker=` below the current count) and unregistering end workers at
-  once, whether or not they hold a batch: that batch fails with 500 "Worker died.", and requests a worker had
-  taken from the queue but not yet sent are dropped with no answer. TorchServe shows a version's queue
-  (`jobQueueStatus`) but not the batch in a worker. The kit's updates and scale-down (section 9) therefore
-  switch traffic to a new version first and end only drained, idle workers; a request addressed to an old
-  version by its number after it was parked gets 503.
+  once, whether or not they hold a batch: that batch fails with 500 "Worker died." or, depending on a race
+  in `WorkerThread.shutdown`, is put back on the version's queue; when the version's last worker goes, what
+  is put back waits on a queue no worker reads (no answer until the client's timeout). TorchServe shows a
+  version's queue (`jobQueueStatus`) but not the batch in a worker. The kit's updates and scale-down
+  (section 9) therefore switch traffic to a new version first and end only drained, idle workers; a request
+  addressed to an old version by its number after it was parked gets 503.
+- A synchronous registration or scale-up (`synchronous=true`, the default) waits for the workers to load on a
+  Netty thread that inference connections share: requests on those connections wait as long (30 s client
+  timeouts were seen while a version loaded under load). The kit's updates use `synchronous=false` and poll.
 - A version's default can be switched (`PUT /models/<m>/<v>/set-default`) while both versions serve: requests
   queued before the switch are answered by the old version, later ones by the new one.
 - A restart from a snapshot (`python -m client.server restart`) restores the settings saved in the

@@ -27,4 +27,6 @@ stop() {
 }
 trap stop TERM INT
 # wait returns when a trapped signal arrives (then stop runs) or when the server exits by itself.
-wait "$server"
+status=0
+wait "$server" || status=$?
+exit "$status"
