@@ -154,7 +154,7 @@ class Updater:
             seconds = round(time.monotonic() - started, 2)
             v = current["modelVersion"]
             self.say(f"{model} {v}: {workers} workers, in place ({seconds} s)")
-            return {"model": model, "from": v, "to": v, "seconds": seconds}
+            return {"model": model, "from": v, "to": v, "seconds": seconds, "workers": workers}
         source = self.store / current["modelUrl"]
         target = scaled_version(current["modelVersion"], set(self.versions(model)))
         copy = copy_as(source, self.store, target)
@@ -181,8 +181,8 @@ class Updater:
         started = time.monotonic()
         workers = workers or current["minWorkers"]
         described = self.versions(model)[target]
-        if described["minWorkers"] < workers:
-            self.ts.scale(model, workers, version=target, synchronous=False)  # parked: only adds; see register
+        if described["minWorkers"] != workers:  # parked; or the archive's minWorkers overrode initial_workers
+            self.ts.scale(model, workers, version=target, synchronous=False)  # no traffic yet; see register
         self.check_or_remove(model, target, fresh)
         self.ts.set_default(model, target)
         switched, default_at = time.monotonic(), time.time()
@@ -194,7 +194,8 @@ class Updater:
         self.prune(model)
         seconds = round(time.monotonic() - started, 2)
         self.say(f"{model}: {old} -> {target} in {seconds} s (old version drained in {drained} s, parked)")
-        return {"model": model, "from": old, "to": target, "seconds": seconds, "drain_s": drained,
+        workers = len(self.versions(model)[target]["workers"])
+        return {"model": model, "from": old, "to": target, "seconds": seconds, "drain_s": drained, "workers": workers,
                 "check_s": round(switched - started, 2), "default_at": default_at, "parked_at": parked_at}  # fmt: skip
 
     def check_or_remove(self, model: str, version: str, fresh: bool) -> None:

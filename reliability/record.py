@@ -128,6 +128,7 @@ class Update:
     old: str | None = None  # the version serving before
     new: str | None = None  # the version serving after (None: the update failed)
     times: str = ""  # when the new version became the default and the old one was parked
+    workers_after: int | None = None  # the default version's workers once the update was done
 
 
 @dataclass

@@ -220,11 +220,11 @@ def fuzz_section(records: list[Fuzz]) -> str:
 def update_section(records: list[Update]) -> str:
     rows = [
         [r.kind, r.action, f"{r.old or ''} → {r.new or '(kept ' + str(r.versions_seen[0]) + ')'}", r.threads]
-        + [r.requests, r.failed, r.seconds, r.drain_s if r.drain_s is not None else "-"]
+        + [r.requests, r.failed, r.seconds, r.drain_s if r.drain_s is not None else "-", r.workers_after or "-"]
         + [", ".join(map(str, r.switches_per_thread)), (r.error or "").replace("|", "/")[:160]]
         for r in records
     ]
-    header = ["run", "update", "versions", "threads", "requests", "failed", "update s", "drain s"]
+    header = ["run", "update", "versions", "threads", "requests", "failed", "update s", "drain s", "workers after"]
     header += ["version changes per thread", "error (failing versions)"]
     return (
         "## 9. Updates under load (client/updates.py; README: Updates without downtime)\n\n"

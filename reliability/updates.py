@@ -126,6 +126,7 @@ def phase(
         "examples": failures[:3],
         "seconds": round(seconds, 2),
         "drain_s": report.get("drain_s"),
+        "workers_after": report.get("workers"),
         "switches_per_thread": sorted(set(switches)),
         "versions_seen": versions,
         "error": error,

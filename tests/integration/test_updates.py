@@ -82,6 +82,7 @@ def test_updates_under_load_lose_nothing(served):
     def load_of() -> Load:
         return Load(server.client(), model, samples, refs, THREADS)
 
+    updater.scale(model, 2)  # whatever the archive's minWorkers: the scale phases go 2 -> 1 -> 2
     plan = [  # (phase, action, version changes seen per thread, what the error must name)
         ("reload (rebuilt archive)", lambda: updater.update(f"{model}-rebuilt.mar"), 1, None),
         ("rollback", lambda: updater.rollback(model), 1, None),
@@ -102,6 +103,7 @@ def test_updates_under_load_lose_nothing(served):
     ]
     for name, action, switches, cause in plan:
         serving = updater.default(model)["modelVersion"]
+        workers = 1 if name == "scale 2 -> 1" else 2  # an update keeps the serving version's worker count
         got = phase(load_of, action, name, REQUESTS)
         record("update", kind="short (make test)", **got)
         print(f"\n{name}: {got}")
@@ -115,6 +117,8 @@ def test_updates_under_load_lose_nothing(served):
             assert got["versions_seen"] == [serving] == [now], got
         assert all(word in (got["error"] or "") for word in cause or ()), got["error"]
         assert (got["error"] is None) == (cause is None), got["error"]
+        described = updater.default(model)
+        assert [w["status"] for w in described["workers"]] == ["READY"] * workers, described["workers"]
     # The failed versions left nothing registered; what is left is the history's (default + parked).
     history = History(server.workdir / "versions.json").model(model)["defaults"]
     assert set(updater.versions(model)) <= set(history), (updater.versions(model).keys(), history)
