@@ -135,11 +135,27 @@ new-model: venv
 	@test -n "$(NAME)" || (echo "usage: make new-model NAME=<name> [FROM=<model.pt|model.pt2|model.onnx>]"; exit 2)
 	$(PY) -m export.scaffold $(NAME) $(if $(FROM),--from $(FROM))
 
-## reload: re-register MODEL on the running server from its rebuilt archive (unregister + register)
+# --- Updates without downtime (client/updates.py; README: Updates without downtime) --------------
+# KEEP_VERSIONS: old versions kept registered, parked with 0 workers, for rollback.
+KEEP_VERSIONS ?= 2
+WORKERS       ?=
+.PHONY: rollback scale
+
+## reload: serve MODEL's rebuilt archive as a new version: checked on its samples, then default; the old one drained
 reload:
 	@test -n "$(MODEL)" || (echo "usage: make reload MODEL=<served name>"; exit 2)
 	$(MAKE) --no-print-directory model_store/$(MODEL).mar
-	$(PY) -m export.register --force $(MODEL)
+	$(PY) -m export.register --force --keep $(KEEP_VERSIONS) $(MODEL)
+
+## rollback: make MODEL's previous version the default again (same checks and drain as reload)
+rollback:
+	@test -n "$(MODEL)" || (echo "usage: make rollback MODEL=<served name>"; exit 2)
+	$(PY) -m client rollback $(MODEL) --keep $(KEEP_VERSIONS)
+
+## scale: give MODEL WORKERS workers under load without losing a request (fewer: through a new version)
+scale:
+	@test -n "$(MODEL)" -a -n "$(WORKERS)" || (echo "usage: make scale MODEL=<served name> WORKERS=<n>"; exit 2)
+	$(PY) -m client scale $(MODEL) $(WORKERS) --keep $(KEEP_VERSIONS)
 
 # --- Benchmarks (bench/, docs/PERFORMANCE.md) ---------------------------------------------------
 # wrk (Debian's package) is the load generator; the bench smoke test in `make test` needs it too.

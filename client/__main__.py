@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
 from pathlib import Path
 
-from client.api import TorchServeClient, TorchServeError
+from client.api import TorchServeClient, TorchServeError, read_properties
+from client.updates import DRAIN_GRACE_S, KEEP_OLD_VERSIONS, UpdateError, Updater
+from client.versions import History, store_archive
 from export.samples import CONTENT_TYPES
 
 
@@ -31,10 +34,36 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--skip-registered", action="store_true", help="no error for a model already registered (default: off)"
     )
-    s = sub.add_parser("scale", help="set a model's worker count")
+    s = sub.add_parser("scale", help="set a model's worker count without losing a request (see update)")
     s.add_argument("model")
     s.add_argument("workers", type=int)
-    s.add_argument("--version", help="version (default: the default version)")
+    s.add_argument(
+        "--in-place",
+        action="store_true",
+        help="TorchServe's own PUT /models (default: off; scaling down that way fails the batches it ends)",
+    )
+    s.add_argument("--version", help="with --in-place: version (default: the default version)")
+    up = sub.add_parser("update", help="serve an archive as its model's new default version, with no downtime")
+    up.add_argument("archive", help="a file name in the model store, e.g. digits.mar")
+    rb = sub.add_parser("rollback", help="make the previous default version the default again")
+    rb.add_argument("model")
+    for command in (s, up, rb):
+        command.add_argument(
+            "--keep",
+            type=int,
+            default=KEEP_OLD_VERSIONS,
+            help=f"parked old versions kept (default: {KEEP_OLD_VERSIONS})",
+        )
+        command.add_argument(
+            "--drain-grace",
+            type=float,
+            default=DRAIN_GRACE_S,
+            help=f"s a batch may still run once the old queue is empty (default: {DRAIN_GRACE_S})",
+        )
+        command.add_argument(
+            "--state", type=Path, default=Path("var/versions.json"), help="version history (default: var/versions.json)"
+        )
+        command.add_argument("--log-dir", type=Path, default=Path("var/log"), help="server logs (default: var/log)")
     sd = sub.add_parser("set-default", help="make a version the default")
     sd.add_argument("model")
     sd.add_argument("version")
@@ -59,7 +88,8 @@ def run(args: argparse.Namespace, ts: TorchServeClient) -> object:
         return ts.describe(args.model, args.version)
     if args.command == "register":
         done = []
-        for archive in args.archives:
+        store = Path(read_properties(args.config).get("model_store", "model_store"))
+        for archive in (store_archive(a, store) for a in args.archives):
             try:
                 done.append(ts.register(archive, initial_workers=args.workers))
             except TorchServeError as err:
@@ -67,6 +97,8 @@ def run(args: argparse.Namespace, ts: TorchServeClient) -> object:
                     raise
                 done.append({"status": f"{archive}: already registered"})
         return done
+    if args.command in ("update", "rollback") or (args.command == "scale" and not args.in_place):
+        return change(args, ts)
     if args.command == "scale":
         return ts.scale(args.model, args.workers, version=args.version)
     if args.command == "set-default":
@@ -82,6 +114,18 @@ def run(args: argparse.Namespace, ts: TorchServeClient) -> object:
             content_type = args.content_type or CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
             results[item] = ts.predict(args.model, path.read_bytes(), content_type, args.version)
     return results
+
+
+def change(args: argparse.Namespace, ts: TorchServeClient) -> dict:
+    """update / rollback / scale through client.updates (progress lines go to stderr)."""
+    store = Path(read_properties(args.config).get("model_store", "model_store"))
+    history = History(args.state)
+    ts.timeout = max(ts.timeout, 300.0)  # registering waits for the new workers to load
+    say = functools.partial(print, file=sys.stderr)
+    updater = Updater(ts, store, history, args.keep, args.drain_grace, args.log_dir, say)
+    if args.command == "update":
+        return updater.update(args.archive)
+    return updater.rollback(args.model) if args.command == "rollback" else updater.scale(args.model, args.workers)
 
 
 # A JSON array holding only numbers, as json.dumps(indent=2) writes it: one number per line.
@@ -100,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ts = TorchServeClient.from_config(args.config, key_file=args.key_file)
     try:
         print(readable(run(args, ts)))
-    except TorchServeError as err:
+    except (TorchServeError, UpdateError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as err:

@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from client.keys import Key, KeyFile
+from client.versions import store_archive
 
 
 class TorchServeError(Exception):
@@ -42,6 +43,16 @@ def read_properties(path: Path) -> dict[str, str]:
 def refused_key(response: requests.Response) -> bool:
     """TorchServe's answer to a missing, wrong or expired key: 400 InvalidKeyException (not 401)."""
     return response.status_code == 400 and "InvalidKeyException" in response.text
+
+
+def retriable(err: Exception) -> bool:
+    """A refused connection or TorchServe's 500 "Worker died.": the request got no answer from a handler."""
+    if isinstance(err, TorchServeError):
+        return err.status == 500 and err.message == "Worker died."
+    cause = err
+    while cause is not None and not isinstance(cause, ConnectionRefusedError):
+        cause = cause.__cause__ or cause.__context__
+    return cause is not None
 
 
 class TorchServeClient:
@@ -122,13 +133,29 @@ class TorchServeClient:
         return self._call("inference", "GET", "/ping", "ping")
 
     def predict(
-        self, model: str, body: bytes | dict | list, content_type: str | None = None, version: str | None = None
+        self,
+        model: str,
+        body: bytes | dict | list,
+        content_type: str | None = None,
+        version: str | None = None,
+        retry: bool = True,
     ) -> Any:
-        """``POST /predictions/{model}[/{version}]`` with raw bytes or a JSON document."""
+        """``POST /predictions/{model}[/{version}]`` with raw bytes or a JSON document.
+
+        ``retry``: send once more after a refused connection (nothing reached the server) or a 500
+        "Worker died." (TorchServe ended the worker that held this request's batch: a crash, or a
+        scale-down outside client/updates.py). Right for models whose answer depends only on the
+        input; pass False for a stateful model. Timeouts are never retried (the request may still run).
+        """
         path = f"/predictions/{model}" + (f"/{version}" if version else "")
         if isinstance(body, (dict, list)):
             body, content_type = json.dumps(body).encode(), "application/json"
         headers = {"Content-Type": content_type or "application/octet-stream"}
+        try:
+            return self._call("inference", "POST", path, f"predict {model}", data=body, headers=headers)
+        except (requests.ConnectionError, TorchServeError) as err:
+            if not (retry and retriable(err)):
+                raise
         return self._call("inference", "POST", path, f"predict {model}", data=body, headers=headers)
 
     # Management API
@@ -145,20 +172,32 @@ class TorchServeClient:
     def register(
         self, archive: str, initial_workers: int | None = None, synchronous: bool = True, **params: Any
     ) -> dict:
-        """``POST /models``: load an archive from the model store, by file name. ``params`` are
+        """``POST /models``: load an archive from the model store, by file name only (ValueError for a
+        path, URL or directory: client.versions.store_archive). ``params`` are
         TorchServe's other registration parameters, passed as given (``batch_size``,
         ``max_batch_delay``, ``response_timeout``, ``model_name``, ...). Without them (and without
         ``initial_workers``) the archive's model-config.yaml decides."""
-        query = {"url": archive, "synchronous": synchronous} | params
+        query = {"url": store_archive(archive), "synchronous": synchronous} | params
         if initial_workers is not None:
             query["initial_workers"] = initial_workers
         query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items() if v is not None}
         return self._call("management", "POST", "/models", f"register {archive}", params=query)
 
-    def scale(self, model: str, min_worker: int, max_worker: int | None = None, version: str | None = None) -> dict:
-        """``PUT /models/{model}[/{version}]``: set the worker count (synchronously)."""
+    def scale(
+        self,
+        model: str,
+        min_worker: int,
+        max_worker: int | None = None,
+        version: str | None = None,
+        synchronous: bool = True,
+    ) -> dict:
+        """``PUT /models/{model}[/{version}]``: set the worker count (by default synchronously)."""
         path = f"/models/{model}" + (f"/{version}" if version else "")
-        params = {"min_worker": min_worker, "max_worker": max_worker or min_worker, "synchronous": "true"}
+        params = {
+            "min_worker": min_worker,
+            "max_worker": max_worker or min_worker,
+            "synchronous": str(synchronous).lower(),
+        }
         return self._call("management", "PUT", path, f"scale {model}", params=params)
 
     def set_default(self, model: str, version: str) -> dict:

@@ -82,19 +82,33 @@ def warmed(path: Path, identity: str | None) -> dict:
 
 
 def versions(ts: TorchServeClient) -> list[dict]:
-    """Every version of every registered model, as the management API describes it."""
-    return [d for m in ts.list_models() for d in ts.describe(m["modelName"], "all")]
+    """Every version of every registered model, as the management API describes it, each with
+    ``"default"``: whether it is the version /predictions/<model> reaches (the listed archive)."""
+    found = []
+    for m in ts.list_models():
+        found += [d | {"default": d["modelUrl"] == m["modelUrl"]} for d in ts.describe(m["modelName"], "all")]
+    return found
 
 
-def workers_ready(description: dict) -> bool:
-    """At least minWorkers workers (and at least one), every one READY."""
+def workers_ready(description: dict, default: bool = True) -> bool:
+    """Every worker READY and at least minWorkers of them. The default version needs at least one
+    (minWorkers 0 there answers nothing); another version with minWorkers 0 (parked by an update,
+    client/updates.py) needs none. One rule for the probes, warm-up, restarts and updates."""
     workers = description["workers"]
-    return len(workers) >= max(1, description["minWorkers"]) and all(w["status"] == "READY" for w in workers)
+    need = max(1, description["minWorkers"]) if default else description["minWorkers"]
+    return len(workers) >= need and all(w["status"] == "READY" for w in workers)
+
+
+def parked(description: dict) -> bool:
+    """A version that is not the default and is meant to have no workers: nothing to warm up."""
+    return not description.get("default", True) and description["minWorkers"] == 0
 
 
 def readiness(ts: TorchServeClient, state: Path) -> list[str]:
     """Why the server is not ready (empty: it is)."""
     identity = frontend_identity(ts.management_url)
+    if identity and draining_mark(state).exists() and draining_mark(state).read_text() == identity:
+        return ["draining: the server got SIGTERM and stops once its requests are answered"]
     done = warmed(state, identity)
     described = versions(ts)
     if not described:
@@ -102,10 +116,10 @@ def readiness(ts: TorchServeClient, state: Path) -> list[str]:
     reasons = []
     for d in described:
         name = f"{d['modelName']}/{d['modelVersion']}"
-        if not workers_ready(d):
+        if not workers_ready(d, d["default"]):
             states = [w["status"] for w in d["workers"]]
-            reasons.append(f"{name}: workers {states}, need {max(1, d['minWorkers'])} READY")
-        elif name not in done:
+            reasons.append(f"{name}: workers {states}, need {max(int(d['default']), d['minWorkers'])} READY")
+        elif name not in done and not parked(d):
             reasons.append(f"{name}: not warmed up since this server started")
     return reasons
 
@@ -143,13 +157,13 @@ def warmup(ts: TorchServeClient, store: Path, state: Path, timeout: float) -> di
     done = warmed(state, identity)
     while True:
         try:
-            pending = [d for d in versions(ts) if f"{d['modelName']}/{d['modelVersion']}" not in done]
+            pending = [d for d in versions(ts) if f"{d['modelName']}/{d['modelVersion']}" not in done and not parked(d)]
         except (requests.RequestException, TorchServeError):
             pending = None  # the management API is not up yet
         if pending == []:
             return done
         for d in pending or []:
-            if workers_ready(d):
+            if workers_ready(d, d["default"]):
                 record = warm_one(ts, d, store) | {"ready_after_start_s": round(time.time() - started, 2)}
                 done[f"{d['modelName']}/{d['modelVersion']}"] = record
                 write_state(state, identity, done)
@@ -166,13 +180,46 @@ def write_state(path: Path, identity: str, models: dict) -> None:
     tmp.replace(path)
 
 
+def draining_mark(state: Path) -> Path:
+    """Written at SIGTERM (``drain``): readiness says no from then on, for this frontend only."""
+    return state.with_suffix(".draining")
+
+
+def drain(ts: TorchServeClient, state: Path, delay: float, grace: float, quiet: float = 1.0) -> list[str]:
+    """What start.sh runs on SIGTERM before it stops the server: readiness off at once; then ``delay``
+    s for load balancers to see it and stop sending; then until every version's queue has been
+    empty for ``quiet`` s (a batch already in a worker ends within it), ``grace`` s at most in all.
+    Returns what was still queued at the deadline (empty: drained)."""
+    deadline = time.monotonic() + grace
+    identity = frontend_identity(ts.management_url)
+    if identity:
+        mark = os.open(draining_mark(state), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with open(mark, "w") as f:
+            f.write(identity)
+    time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+    quiet_since, queued = None, []
+    while time.monotonic() < deadline:
+        queued = [
+            f"{d['modelName']}/{d['modelVersion']}" for d in versions(ts) if d["jobQueueStatus"]["pendingRequests"]
+        ]
+        now = time.monotonic()
+        quiet_since = (quiet_since or now) if not queued else None
+        if quiet_since is not None and now - quiet_since >= quiet:
+            return []
+        time.sleep(0.1)
+    return [f"{name}: requests still queued after {grace:.0f} s" for name in queued] or ["not quiet for 1 s"]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 when the answer is yes; say why not on stderr."""
     p = argparse.ArgumentParser(prog="python -m client.health", description="Probes for TorchServe (no token needed).")
-    p.add_argument("check", choices=("ready", "live", "warmup"))
+    p.add_argument("check", choices=("ready", "live", "warmup", "drain"))
     p.add_argument("--config", type=Path, help="the server's config (default: $TS_CONFIG_FILE or ./config.properties)")
     p.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="when tokens are on (default: ./)")
-    p.add_argument("--timeout", type=float, default=300.0, help="warmup: seconds to wait for workers (default: 300)")
+    p.add_argument(
+        "--timeout", type=float, default=300.0, help="warmup: s to wait for workers; drain: s in all (default: 300)"
+    )
+    p.add_argument("--delay", type=float, default=5.0, help="drain: s before watching the queues (default: 5)")
     args = p.parse_args(argv)
     props = server_config(args.config)
     ts = client_for(props, args.key_file, timeout=PROBE_TIMEOUT_S if args.check != "warmup" else 120.0)
@@ -182,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             store = Path(props.get("model_store", "model_store"))
             print(json.dumps(warmup(ts, store, state, args.timeout), indent=2))
             return 0
-        reasons = liveness(ts) if args.check == "live" else readiness(ts, state)
+        if args.check == "drain":
+            reasons = drain(ts, state, args.delay, args.timeout)
+        else:
+            reasons = liveness(ts) if args.check == "live" else readiness(ts, state)
     except (requests.RequestException, TorchServeError, TimeoutError, OSError, KeyError) as err:
         reasons = [f"{err.__class__.__name__}: {err}"]
     for reason in reasons:

@@ -24,6 +24,8 @@ import requests
 from client.api import TorchServeClient, TorchServeError, read_properties
 from client.config import CONFIG, ROOT, private_config
 from client.config import free_ports as free_ports  # importable from here too, as before
+from client.health import versions as described
+from client.health import workers_ready
 
 TORCHSERVE = Path(sys.executable).parent / "torchserve"
 STARTUP_TIMEOUT = 180.0  # s: two busy cores, a JVM and one Python worker per model
@@ -182,11 +184,9 @@ class Server:
         client = self.client(timeout=5)
         while time.monotonic() < deadline:
             try:
-                versions = [d for m in client.list_models() for d in client.describe(m["modelName"])]
+                versions = described(client)
                 waiting = [
-                    f"{d['modelName']} {d['modelVersion']}"
-                    for d in versions
-                    if len(d["workers"]) < d["minWorkers"] or any(w["status"] != "READY" for w in d["workers"])
+                    f"{d['modelName']} {d['modelVersion']}" for d in versions if not workers_ready(d, d["default"])
                 ]
                 if not waiting:
                     return versions

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import re
 import shutil
@@ -200,6 +201,25 @@ def write_repository(
     return folder
 
 
+def write_canary(name: str, out: Path, storage_uri: str, percent: int, store: Path = MODEL_STORE) -> Path:
+    """A canary rollout of a rebuilt archive: its repository under ``<out>/<name>-<tag>/`` (tag: the
+    first 8 hex digits of the archive's sha256, so each build has its own storage prefix and the
+    serving revision's pods never load the new bytes) and ``inferenceservice-canary.yaml``: the
+    same InferenceService pointing there, with KServe's ``canaryTrafficPercent``. Applied, KServe
+    starts a new revision and sends it ``percent`` % of requests; 100 (or removing the field)
+    promotes it, 0 sends everything back to the last revision that served all traffic."""
+    if not 0 <= percent <= 100:
+        raise ValueError(f"canary percent {percent}: give 0..100")
+    tag = hashlib.sha256((store / f"{name}.mar").read_bytes()).hexdigest()[:8]
+    target = write_repository(name, out / f"{name}-{tag}", storage_uri, store)
+    (target / "inferenceservice.yaml").unlink()  # the serving one stays the one `make kserve` wrote
+    service = inference_service(name, storage_uri)
+    service["spec"]["predictor"]["model"]["storageUri"] = f"{storage_uri.rstrip('/')}/{name}-{tag}/{name}"
+    service["spec"]["predictor"]["canaryTrafficPercent"] = percent
+    (target / "inferenceservice-canary.yaml").write_text(yaml.safe_dump(service, sort_keys=False))
+    return target
+
+
 def write_all(
     out: Path, storage_uri: str, image: str, store: Path = MODEL_STORE, cuda_image: str = CUDA_IMAGE, gpu_values=None
 ) -> list[Path]:
@@ -228,7 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gpu-values", type=Path, help="YAML with GPU models' nodeSelector, tolerations, gpus (default: none)"
     )
+    parser.add_argument("--canary", metavar="NAME", help="only a canary rollout of NAME's archive (default: off)")
+    parser.add_argument("--percent", type=int, default=10, help="canary: share of requests, 0..100 (default: 10)")
     args = parser.parse_args(argv)
+    if args.canary:  # README: "Canary rollout on KServe"
+        print(write_canary(args.canary, args.out, args.storage_uri, args.percent))
+        return 0
     try:
         values = yaml.safe_load(args.gpu_values.read_text()) if args.gpu_values else {}
         folders = write_all(args.out, args.storage_uri, args.image, cuda_image=args.cuda_image, gpu_values=values)

@@ -25,6 +25,7 @@ from handlers.schema import InputSpec, input_specs
 
 log = logging.getLogger(__name__)
 BATCH_HEADER = "X-Kit-Batch"  # "<n> requests, <m> rejected": the batch a request was answered in
+VERSION_HEADER = "X-Kit-Model-Version"  # the manifest's version: which version answered (client/updates.py)
 # A v2 input's elements when a dimension has no upper bound in the manifest (4 MB of float32).
 UNBOUNDED_ELEMENTS = 1 << 20
 NOT_FINITE = "the model's output for this input is not finite: inputs outside the range the model handles"
@@ -106,6 +107,7 @@ class ManifestHandler:
         log.debug("batch of %d requests, %d rejected", len(data), len(data) - len(good))
         for idx in range(len(data)):
             context.set_response_header(idx, BATCH_HEADER, f"{len(data)} requests, {len(data) - len(good)} rejected")
+            context.set_response_header(idx, VERSION_HEADER, str(self.manifest.get("version", "")))
         for (idx, decoded, request), outputs in zip(good, self.run(good, context), strict=True):
             answers[idx] = self.answer(context, idx, decoded, request, outputs)
         return answers

@@ -110,6 +110,28 @@ class Fuzz:
 
 
 @dataclass
+class Update:
+    """One update under load (reliability/updates.py): requests answered while it ran, and how."""
+
+    kind: str
+    action: str
+    threads: int
+    requests: int
+    failed: int
+    seconds: float
+    versions_seen: list[str]
+    switches_per_thread: list[int]
+    statuses: dict = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+    drain_s: float | None = None
+    error: str | None = None
+    old: str | None = None  # the version serving before
+    new: str | None = None  # the version serving after (None: the update failed)
+    times: str = ""  # when the new version became the default and the old one was parked
+    workers_after: int | None = None  # the default version's workers once the update was done
+
+
+@dataclass
 class Outcome:
     """How the reliability tests ended (written by tests/conftest.py at the end of the session)."""
 
@@ -129,9 +151,10 @@ SECTIONS = {
     "security": Security,
     "hostile_live": HostileLive,
     "fuzz": Fuzz,
+    "update": Update,
     "tests": Outcome,
 }
-Record = BadInput | MixedBatch | WorkerCrash | Restart | Load | Security | HostileLive | Fuzz | Outcome
+Record = BadInput | MixedBatch | WorkerCrash | Restart | Load | Security | HostileLive | Fuzz | Update | Outcome
 
 
 def record(section: str, **fields) -> Record:

@@ -29,9 +29,11 @@ from reliability.record import (
     Record,
     Restart,
     Security,
+    Update,
     WorkerCrash,
     read_records,
 )
+from reliability.updates import measure
 
 DOC = ROOT / "docs" / "RELIABILITY.md"
 TESTS = [
@@ -42,6 +44,7 @@ TESTS = [
         "integration/test_worker_crash",
         "integration/test_restart",
         "integration/test_load",
+        "integration/test_updates",
         "integration/test_security",
         "integration/test_hostile_live",
         "unit/test_fuzz",
@@ -62,6 +65,18 @@ LIMITS = """\
 - `model_name` is not validated: a management-key holder can register `model_name=../x`, which then
   cannot be unregistered by name (the path splits on `/`) until the server restarts without snapshots.
   The management API is loopback-only and needs the management key.
+- Scaling down (`PUT /models/<m>?min_worker=` below the current count) and unregistering end workers at
+  once, whether or not they hold a batch: that batch fails with 500 "Worker died." or, depending on a race
+  in `WorkerThread.shutdown`, is put back on the version's queue; when the version's last worker goes, what
+  is put back waits on a queue no worker reads (no answer until the client's timeout). TorchServe shows a
+  version's queue (`jobQueueStatus`) but not the batch in a worker. The kit's updates and scale-down
+  (section 9) therefore switch traffic to a new version first and end only drained, idle workers; a request
+  addressed to an old version by its number after it was parked gets 503.
+- A synchronous registration or scale-up (`synchronous=true`, the default) waits for the workers to load on a
+  Netty thread that inference connections share: requests on those connections wait as long (30 s client
+  timeouts were seen while a version loaded under load). The kit's updates use `synchronous=false` and poll.
+- A version's default can be switched (`PUT /models/<m>/<v>/set-default`) while both versions serve: requests
+  queued before the switch are answered by the old version, later ones by the new one.
 - A restart from a snapshot (`python -m client.server restart`) restores the settings saved in the
   snapshot; edits to `config.properties` since are not read. `make serve` starts from
   `config.properties` with no models and writes a new, empty snapshot.
@@ -202,6 +217,24 @@ def fuzz_section(records: list[Fuzz]) -> str:
     )
 
 
+def update_section(records: list[Update]) -> str:
+    rows = [
+        [r.kind, r.action, f"{r.old or ''} → {r.new or '(kept ' + str(r.versions_seen[0]) + ')'}", r.threads]
+        + [r.requests, r.failed, r.seconds, r.drain_s if r.drain_s is not None else "-", r.workers_after or "-"]
+        + [", ".join(map(str, r.switches_per_thread)), (r.error or "").replace("|", "/")[:160]]
+        for r in records
+    ]
+    header = ["run", "update", "versions", "threads", "requests", "failed", "update s", "drain s", "workers after"]
+    header += ["version changes per thread", "error (failing versions)"]
+    return (
+        "## 9. Updates under load (client/updates.py; README: Updates without downtime)\n\n"
+        "Closed-loop threads on keep-alive connections send the model's samples while one update runs; every "
+        "answer must be 200 and equal to the answer before any update. `update s` is the command's own time "
+        "(registering and loading the new workers dominates); the phase lasts at least as long.\n\n"
+        + table(header, rows)
+    )
+
+
 SECTIONS = [
     (BadInput, bad_input_section),
     (MixedBatch, mixed_section),
@@ -211,6 +244,7 @@ SECTIONS = [
     (Security, security_section),
     (HostileLive, hostile_section),
     (Fuzz, fuzz_section),
+    (Update, update_section),
 ]
 
 
@@ -232,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reliability.report", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000, help="soak requests (default: 5000)")
     parser.add_argument("--concurrency", type=int, default=16, help="soak concurrency (default: 16)")
-    parser.add_argument("--no-soak", action="store_true", help="skip the long load (default: run it)")
+    parser.add_argument("--no-soak", action="store_true", help="skip the long loads (default: run them)")
+    parser.add_argument(
+        "--update-model", default="digits", help="served name the long update run uses (default: digits)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         record_file = Path(tmp) / "record.jsonl"
@@ -243,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         run = soak(args.requests, args.concurrency)
         records.append(Load(kind="soak (make soak)", **run))
         soak_errors = run["error_count"]
+        phases = measure(args.update_model, 8, args.requests)
+        records += [Update(kind="long (make reliability)", **p) for p in phases]
+        soak_errors += sum(p["failed"] for p in phases)
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(render(records, outcome(records, code)) + "\n")
     print(f"wrote {DOC.relative_to(ROOT)}")

@@ -59,7 +59,9 @@ def test_the_image_checks_readiness_and_forwards_sigterm():
     assert '"client.health", "ready"' in check
     (entry,) = instructions("ENTRYPOINT")
     assert entry.startswith('["tini", "-g"')  # the whole group gets SIGTERM, not only the launcher
-    assert "exec torchserve --foreground" in (ROOT / "deploy" / "container" / "start.sh").read_text()
+    start = (ROOT / "deploy" / "container" / "start.sh").read_text()
+    # The server in its own session: the group's SIGTERM reaches start.sh, which drains, then stops it.
+    assert "setsid torchserve --foreground" in start and "trap stop TERM" in start and "health drain" in start
 
 
 def test_the_image_installs_only_the_runtime_set_offline_and_no_compiler():
