@@ -1,12 +1,12 @@
 """Sequence models: one request's input cut into fixed windows along its time axis, the model called
 on them in order, the outputs joined; and per-window scores turned into timed segments.
 
-The spec's ``sequence: {input: x, window: 512, combine: concat}`` wraps the artifact in ``Windowed``
-(export verifies the wrapped call, the handler serves it): the model's ``reset`` (if declared) is
-called once, then the model on window 1, 2, ... of ``x`` (axis 1, after the batch); the other inputs
-go unchanged to every call. A last partial window is filled with ``x``'s ``pad`` value. ``combine``:
-``concat`` joins each output along axis 1 (an output of shape [batch] per window becomes [batch,
-windows]); ``mean``, ``max`` or ``last`` reduce over the windows instead.
+The spec's ``sequence: {input: x, window: 512, combine: concat}`` makes ``Sequence``: per request,
+after the model's ``reset`` (if declared, called once by the caller), the model on window 1, 2, ...
+of ``x`` (axis 1, after the batch); the other inputs go unchanged to every call. A last partial
+window is filled with ``x``'s ``pad`` value. ``combine``: ``concat`` joins each output along axis 1
+(an output of shape [batch] per window becomes [batch, windows]); ``mean``, ``max`` or ``last``
+reduce over the windows instead.
 """
 
 from __future__ import annotations
@@ -19,50 +19,40 @@ import torch
 COMBINE = ("concat", "mean", "max", "last")
 
 
-def check_sequence(value, input_names: list[str]) -> str | None:
-    """Why a spec's ``sequence`` value is wrong (None when it is fine)."""
-    if not isinstance(value, dict) or set(value) - {"input", "window", "combine"}:
-        return "`sequence` must be {input: <input name>, window: <samples>, combine: concat|mean|max|last}"
-    if value.get("input") not in input_names:
-        return f"`sequence.input` must name one of the inputs {input_names}; got {value.get('input')!r}"
-    window = value.get("window")
-    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-        return f"`sequence.window` must be a positive whole number of steps; got {window!r}"
-    if value.get("combine", "concat") not in COMBINE:
-        return f"`sequence.combine` must be one of {list(COMBINE)}; got {value.get('combine')!r}"
-    return None
-
-
-class Windowed:
-    """The model called window by window over one input (see the module's docstring). Attributes of
-    the model (its ``reset`` method) stay reachable, so callers that reset it still can."""
-
-    def __init__(self, model: Callable, index: int, window: int, combine: str = "concat", pad: float = 0, reset=None):
-        self.model, self.index, self.window, self.combine, self.pad = model, index, window, combine, pad
-        self.reset = reset  # the model's reset method name: called at the start of every windowed call
+class Sequence:
+    """The ``sequence`` key of a spec: one request's model calls, window by window (see the module's
+    docstring). The caller resets the model's state before calling this, once per request."""
 
     @classmethod
-    def wrap(cls, model: Callable, manifest: dict) -> Callable:
-        """``model`` wrapped per the manifest's ``sequence`` (the model itself when there is none)."""
-        sequence = manifest.get("sequence")
-        if not sequence:
-            return model
-        names = [i["name"] for i in manifest["inputs"]]
-        index = names.index(sequence["input"])
-        pad = float(manifest["inputs"][index].get("pad", 0))
-        return cls(model, index, int(sequence["window"]), sequence.get("combine", "concat"), pad, manifest.get("reset"))
+    def check(cls, options: dict, model) -> dict:
+        """Validated options; ValueError naming the option and what is allowed."""
+        names = [s.name for s in model.inputs]
+        if set(options) - {"input", "window", "combine"}:
+            unknown = sorted(set(options) - {"input", "window", "combine"})
+            raise ValueError(f"sequence: unknown option(s) {unknown}; known: combine, input, window")
+        if options.get("input") not in names:
+            raise ValueError(f"sequence.input must name one of the inputs {names}; got {options.get('input')!r}")
+        spec = model.inputs[names.index(options["input"])]
+        if len(spec.shape) < 2:
+            raise ValueError(f"sequence.input {spec.name!r} needs a time axis after the batch: [batch, steps, ...]")
+        window = options.get("window")
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+            raise ValueError(f"sequence.window must be a positive whole number of steps; got {window!r}")
+        combine = options.get("combine", "concat")
+        if combine not in COMBINE:
+            raise ValueError(f"sequence.combine must be one of {list(COMBINE)}; got {combine!r}")
+        return {"input": spec.name, "window": window, "combine": combine}
 
-    def __call__(self, *tensors: torch.Tensor):
-        if self.reset:
-            getattr(self.model, self.reset)()
-        outputs = [as_tuple(self.model(*window)) for window in windows(tensors, self.index, self.window, self.pad)]
-        joined = tuple(combine([o[k] for o in outputs], self.combine) for k in range(len(outputs[0])))
-        return joined[0] if len(joined) == 1 else joined
+    def __init__(self, options: dict, model):
+        names = [s.name for s in model.inputs]
+        self.index = names.index(options["input"])
+        self.window, self.combine = int(options["window"]), options.get("combine", "concat")
+        self.pad = float(model.inputs[self.index].pad)
 
-    def __getattr__(self, name: str):
-        if name == "model":  # not set yet (e.g. while unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.model, name)
+    def __call__(self, inputs: tuple[torch.Tensor, ...], call: Callable) -> tuple[torch.Tensor, ...]:
+        """``call`` (one model call: a tuple of tensors in, a tuple out) on each window in order."""
+        outputs = [as_tuple(call(args)) for args in windows(inputs, self.index, self.window, self.pad)]
+        return tuple(combine([o[k] for o in outputs], self.combine) for k in range(len(outputs[0])))
 
 
 def windows(tensors: tuple[torch.Tensor, ...], index: int, window: int, pad: float = 0):

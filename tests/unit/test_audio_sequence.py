@@ -4,13 +4,15 @@ files built byte by byte with struct, windows sliced by hand, segments listed by
 from __future__ import annotations
 
 import struct
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from handlers.artifact import InputSpec
 from handlers.errors import InvalidInput, MalformedRequest, RequestError
-from handlers.sequence import Segment, Windowed, segments
+from handlers.sequence import Segment, Sequence, segments
 from handlers.wav import read_wav
 
 
@@ -148,11 +150,23 @@ def loop_reference(x: torch.Tensor, window: int) -> torch.Tensor:
     return torch.stack([model(padded[:, k : k + window]) for k in range(0, padded.shape[1], window)], dim=1)
 
 
+def windowed(model, window: int, combine: str = "concat", reset: str | None = None):
+    """The sequence runner as the handler uses it: reset once, then one call per window."""
+    context = SimpleNamespace(inputs=[InputSpec("x", "float32", ("batch", "samples"), {})])
+    runner = Sequence(Sequence.check({"input": "x", "window": window, "combine": combine}, context), context)
+
+    def call(x):
+        if reset:
+            getattr(model, reset)()
+        return runner((x,), lambda args: model(*args))[0]
+
+    return call
+
+
 @pytest.mark.parametrize("length", [1, 512, 1300])
 def test_windowed_equals_a_loop_and_resets(length):
     x = torch.randn(2, length)
-    model = Running()
-    wrapped = Windowed(model, 0, 512, reset="reset_state")
+    wrapped = windowed(Running(), 512, reset="reset_state")
     first, again = wrapped(x), wrapped(x)  # the reset at each call: the same answer twice
     want = loop_reference(x, 512)
     assert first.shape == (2, -(-length // 512))
@@ -163,10 +177,25 @@ def test_windowed_aggregates():
     x = torch.arange(8.0).reshape(1, 8)
     model = lambda w: w.sum(dim=1, keepdim=True)  # noqa: E731 - a stateless per-window sum
     sums = torch.tensor([[1.0, 5.0, 9.0, 13.0]])
-    assert torch.equal(Windowed(model, 0, 2)(x), sums)
-    assert torch.equal(Windowed(model, 0, 2, "mean")(x), sums.mean(dim=1, keepdim=True).reshape(1, 1))
-    assert torch.equal(Windowed(model, 0, 2, "max")(x), torch.tensor([[13.0]]))
-    assert torch.equal(Windowed(model, 0, 2, "last")(x), torch.tensor([[13.0]]))
+    assert torch.equal(windowed(model, 2)(x), sums)
+    assert torch.equal(windowed(model, 2, "mean")(x), sums.mean(dim=1, keepdim=True).reshape(1, 1))
+    assert torch.equal(windowed(model, 2, "max")(x), torch.tensor([[13.0]]))
+    assert torch.equal(windowed(model, 2, "last")(x), torch.tensor([[13.0]]))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"input": "y", "window": 4}, "must name one of"),
+        ({"input": "x", "window": 0}, "positive"),
+        ({"input": "x", "window": 4, "combine": "sum"}, "combine"),
+        ({"input": "x", "window": 4, "hop": 2}, "unknown"),
+    ],
+)
+def test_sequence_options_checked(options, message):
+    context = SimpleNamespace(inputs=[InputSpec("x", "float32", ("batch", "samples"), {})])
+    with pytest.raises(ValueError, match=message):
+        Sequence.check(options, context)
 
 
 def test_segments_by_hand():
