@@ -32,6 +32,9 @@ class AudioCodec(InputCodec):
             raise ValueError(f"{where}: `rate` must be the model's sample rate in Hz (e.g. 16000); got {rate!r}")
         if len(spec.shape) != 2 or not spec.dtype.startswith("float"):
             raise ValueError(f"{where}: the input must be a float tensor [batch, samples]; it is {spec.describe()}")
+        length = spec.shape[1]
+        if isinstance(length, str) and spec.bounds(length)[1] is None:
+            raise ValueError(f"{where}: bound the clip's length: `dims: {{{length}: {{max: <samples>}}}}`")
         return {"rate": rate}
 
     def __init__(self, options: dict, spec, model):
