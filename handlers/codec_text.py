@@ -3,7 +3,8 @@
 Spec, on the ids input (``[batch, seq]``, int64; ``seq`` bounded: its maximum is where texts are cut):
 ``codec: {kind: text, tokenizer: tokenizer.json, mask: attention_mask, type_ids: token_type_ids}``
 (``mask`` and ``type_ids`` name the model inputs they fill; either may be left out). The tokenizer
-file sits in the model folder and is listed under ``extra_files``. The ids input's ``pad`` must be
+file sits in the model folder (shipped in the archive without being listed). Clients send the
+text as ``text`` (``{"text": "..."}``, a list for several; v2: a BYTES input ``text``). The ids input's ``pad`` must be
 the tokenizer's pad id (checked at spec load) so that ``collate`` and the length-aware batching pad
 requests together as the tokenizer would. Answer fields: ``tokens`` (tokens given to the model) and
 ``truncated`` (the text was cut to fit). Encoding: handlers/text_codec.py.
@@ -57,6 +58,10 @@ class TextCodec(InputCodec):
             raise ValueError(f"{where}: `max_chars` must be a positive whole number; got {max_chars!r}")
         return {"tokenizer": path.name, **{k: options[k] for k in ("mask", "type_ids", "max_chars") if k in options}}
 
+    @classmethod
+    def extra_files(cls, options: dict) -> list[str]:
+        return [options["tokenizer"]]
+
     @staticmethod
     def _max_tokens(spec, where: str) -> int:
         if len(spec.shape) != 2:
@@ -73,6 +78,8 @@ class TextCodec(InputCodec):
         self.encoder = TextEncoder(Path(model.folder) / options["tokenizer"], max_tokens, options.get("max_chars"))
         self.fields_fed = ["ids"] + [field for option, field in FEEDS if options.get(option)]
         self.feeds = (spec.name, *(options[option] for option, _ in FEEDS if options.get(option)))
+        # Clients send "text" (REST JSON key, v2 input name), not the token ids' input name.
+        self.name = spec.name if any(s.name == "text" for s in model.inputs) else "text"
 
     def decode(self, data, media_type: str) -> Part:
         encoded = self.encoder.encode([decode_text(data)])

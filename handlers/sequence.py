@@ -55,6 +55,28 @@ class Sequence:
         return tuple(combine([o[k] for o in outputs], self.combine) for k in range(len(outputs[0])))
 
 
+class Looped:
+    """A model called as the server calls it under a ``sequence``: one call per window, joined (for
+    export, which checks the artifact as it is served). Its other attributes (``reset``) are the model's."""
+
+    def __init__(self, model: Callable, runner: Sequence):
+        self.model, self.runner = model, runner
+
+    def __call__(self, *tensors: torch.Tensor):
+        joined = self.runner(tensors, lambda args: as_tuple(self.model(*args)))
+        return joined[0] if len(joined) == 1 else joined
+
+    def __getattr__(self, name: str):
+        if name in ("model", "runner"):  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+
+def looped(model: Callable, runner: Sequence | None) -> Callable:
+    """``model`` called window by window when a sequence is declared, else ``model`` itself."""
+    return model if runner is None else Looped(model, runner)
+
+
 def windows(tensors: tuple[torch.Tensor, ...], index: int, window: int, pad: float = 0):
     """The call arguments per window: ``tensors[index]`` cut along axis 1 into ``window`` steps (the
     last filled with ``pad``), the other tensors as they are."""

@@ -106,7 +106,8 @@ def test_text_feeds_ids_and_mask_from_the_tokenizer(tmp_path):
     context = CodecContext(tmp_path, TEXT_INPUTS, [])
     options = TextCodec.check({"mask": "attention_mask"}, TEXT_INPUTS[0], context)
     codec = TextCodec(options, TEXT_INPUTS[0], context)
-    assert codec.feeds == ("input_ids", "attention_mask")
+    assert codec.feeds == ("input_ids", "attention_mask") and codec.name == "text"
+    assert TextCodec.extra_files(options) == ["tokenizer.json"]
     reference = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
     reference.no_padding()
     reference.enable_truncation(16)
