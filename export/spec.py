@@ -4,7 +4,8 @@ Keys (see the README, "Adding your own model"): ``name``, ``version``, ``source`
 artifact file in the folder), ``method``, ``handler`` (a path relative to the folder; default the
 generic ``handlers/tensor.py``), ``inputs`` (or one ``input``), ``outputs``, ``output`` (words for
 people), ``constants``, ``reset``, ``batching``, ``samples``, ``demo``, ``empty_hint``, ``tolerance``,
-``verify_sizes``, ``extra_files``, ``formats``.
+``verify_sizes``, ``extra_files``, ``formats``, ``sequence``; per input and per output ``codec``
+(handlers/codec.py: checked here, carried in the manifest as ``codecs``).
 """
 
 from __future__ import annotations
@@ -52,13 +53,27 @@ class ModelSpec:
     verify_sizes: dict = field(default_factory=dict)  # dynamic dim -> extra sizes to check
     extra_files: list[str] = field(default_factory=list)  # files the handler reads, shipped as is
     formats: list[str] = field(default_factory=list)  # what `FORMAT=all` builds, the primary first
+    sequence: dict | None = None  # {input, window, ...}: the model called on windows in turn (handlers/codec.py)
+    codecs: dict = field(default_factory=dict, init=False)  # the declared codecs, checked (from `codec:` keys)
 
     def __post_init__(self):
         raw = self.inputs or ([self.input] if self.input else [])
         if not raw:
             raise ValueError(f"{self.name}: spec.yaml needs `inputs` (a list) or `input` (one input)")
+        declared = {e["name"]: e["codec"] for e in raw if isinstance(e, dict) and e.get("codec") is not None}
         self.inputs = [entry if isinstance(entry, InputSpec) else input_spec(self.name, entry) for entry in raw]
         self.input = None
+        outputs = {o["name"]: o.get("codec") for o in self.outputs if isinstance(o, dict) and o.get("codec")}
+        self.outputs = [{k: v for k, v in o.items() if k != "codec"} for o in self.outputs]
+        if declared or outputs or self.sequence is not None:
+            from handlers.codec import check_codecs, codec_files
+
+            try:
+                self.codecs = check_codecs(self.inputs, self.outputs, declared, outputs, self.sequence, self.folder)
+            except ValueError as err:
+                raise ValueError(f"{self.folder / 'spec.yaml'}: {err}") from None
+            self.extra_files = list(dict.fromkeys([*self.extra_files, *codec_files(self.codecs)]))
+            self.batching = self.batching and self.sequence is None  # windows in turn: one request per call
         self.formats = list(self.formats) or [self.source_format]
         self.batching = bool(self.batching) and not self.reset  # a reset is per request
 
@@ -87,7 +102,7 @@ class ModelSpec:
             "batching": self.batching,
             "empty_hint": self.empty_hint or self.default_empty_hint(),
             "tolerance": self.tolerance,
-        }
+        } | ({"codecs": self.codecs} if self.codecs else {})
 
     def default_empty_hint(self) -> str:
         types = list(dict.fromkeys(s.content_type for s in self.read_samples()))
@@ -197,9 +212,10 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
         known = sorted(p.parent.name for p in folder.parent.glob("*/spec.yaml"))
         raise FileNotFoundError(f"no model {name!r}: {path} is missing; known models: {known}")
     raw = yaml.safe_load(path.read_text())
-    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(ModelSpec)} - {"folder"})
+    keys = {f.name for f in dataclasses.fields(ModelSpec) if f.init} - {"folder"}
+    unknown = sorted(set(raw) - keys)
     if unknown:
-        known = sorted(f.name for f in dataclasses.fields(ModelSpec) if f.name != "folder")
+        known = sorted(keys)
         raise ValueError(f"{path}: unknown keys {unknown}; known: {known}")
     if left := choices_left(raw):
         raise ValueError(f"{path}: replace the {CHOOSE} placeholders first: {', '.join(left)}")

@@ -4,7 +4,8 @@ A spec declares, per input, ``codec: <kind>`` or ``codec: {kind: <kind>, <option
 (input kinds: ``image``, ``audio``, ``text``, ``tensor``); per output the same (``classes``,
 ``tensor``, ``segments``); and at the top level ``sequence: {input: <name>, window: <n>, ...}``.
 Export checks them at spec load (``check_codecs``) and carries them in the manifest under
-``codecs: {"inputs": {name: options}, "outputs": {name: options}}`` and ``sequence``; the generic
+``codecs: {"inputs": {name: options}, "outputs": {name: options}, "sequence": options}`` (options
+as ``check`` returned them, plus ``kind``; a model with a sequence gets ``batching: false``); the generic
 handler (handlers/tensor.py) builds one codec object per declared input and output.
 
 Interface (stable; changes are listed in /work/wt/_prompts/codec-interface-changes.md):
@@ -16,12 +17,15 @@ Interface (stable; changes are listed in /work/wt/_prompts/codec-interface-chang
     ``ValueError`` with a sentence naming the option and what is allowed. ``spec`` is the input's
     InputSpec, ``model`` a ``CodecContext`` (folder, every InputSpec, outputs).
   - ``__init__(options, spec, model)``: at worker start (options as ``check`` returned them).
-  - ``feeds``: the model inputs it fills, in the order ``decode`` returns them (default: its own).
+  - ``feeds``: the model inputs it fills, in the order ``decode`` returns them (default: its own);
+    ``name``: the request's name for it (REST JSON key, v2 input name; default: the input's name).
   - ``decode(data, media_type) -> Part``: ONE file (bytes, or str for ``text`` codecs) → one
     instance: a tensor per fed input, each with a batch dimension of 1, in the input's dtype.
     ``media_type`` is "" for v2 BYTES elements (sniff the bytes). Raise RequestErrors (4xx).
   - ``fields() / answer(info)``: optional answer fields computed from the input (e.g. token counts).
   - ``describe()``: what it takes, for error messages ("a PNG, JPEG or WebP image").
+  - ``extra_files(options) -> [path]`` (classmethod, optional): files of the model folder it reads
+    (a tokenizer, a labels file); export ships them in the archive without the spec listing them.
 
 ``OutputCodec`` (one model output):
   - ``kind``; ``check(options, output, model) -> options`` (classmethod) as above, ``output`` the
@@ -29,6 +33,7 @@ Interface (stable; changes are listed in /work/wt/_prompts/codec-interface-chang
   - ``fields() -> {field: v2 datatype}``: the answer fields it writes, in order.
   - ``encode(row, info) -> dict``: one instance's row of the output (no batch dimension) → its fields;
     ``info`` maps each input codec's input name to the ``Part.info`` of this instance.
+  - ``extra_files(options)`` as for inputs.
   - ``rest(fields)``: the REST item when the model's only output is this one; default: the fields
     object. Only ``classes`` declares another (a list of records, as the digits example answers).
 
@@ -103,6 +108,11 @@ class InputCodec:
     def __init__(self, options: dict, spec, model: CodecContext):
         self.options, self.spec, self.model = options, spec, model
         self.feeds: tuple[str, ...] = (spec.name,)
+        self.name: str = spec.name
+
+    @classmethod
+    def extra_files(cls, options: dict) -> list[str]:
+        return []
 
     def decode(self, data: bytes | str, media_type: str) -> Part:
         raise NotImplementedError
@@ -126,6 +136,10 @@ class OutputCodec:
     def check(cls, options: dict, output: dict, model: CodecContext) -> dict:
         known(options, (), f"output {output['name']!r} codec {cls.kind}")
         return options
+
+    @classmethod
+    def extra_files(cls, options: dict) -> list[str]:
+        return []
 
     def __init__(self, options: dict, output: dict, model: CodecContext):
         self.options, self.output, self.model = options, output, model
@@ -197,6 +211,16 @@ def check_codecs(inputs: list, outputs: list, input_codecs: dict, output_codecs:
             raise ValueError(f"sequence must be a mapping such as {{input: x, window: 512}}; got {sequence!r}")
         checked["sequence"] = codec_class("sequence").check(dict(sequence), model)
     return checked
+
+
+def codec_files(checked: dict) -> list[str]:
+    """The model-folder files the checked codecs read (shipped as extra files)."""
+    files = []
+    for side, prefix in (("inputs", "input"), ("outputs", "output")):
+        for options in checked.get(side, {}).values():
+            if options["kind"] != "tensor":
+                files += codec_class(f"{prefix}:{options['kind']}").extra_files(options)
+    return files
 
 
 def file_bytes(value: Any, where: str) -> bytes:

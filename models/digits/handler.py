@@ -26,7 +26,7 @@ class DigitsClassifier(ManifestHandler):
     """
 
     v2_inputs = ("image",)
-    v2_outputs = {"label": "INT64", "probability": "FP32"}
+    fields = {"label": "INT64", "probability": "FP32"}
 
     size = (8, 8)
     image_types = ("image/png", "image/jpeg", "application/octet-stream")
@@ -41,17 +41,14 @@ class DigitsClassifier(ManifestHandler):
         # An 8x8 model: 512x512 is already a photo of a digit; decoding it costs ~1 ms (x 64 per request).
         self.max_pixels = int((settings or {}).get("max_pixels", 512 * 512))
 
-    def preprocess(self, body: Any, content_type: str) -> Decoded:
+    def decode(self, body: Any, content_type: str) -> Decoded:
         """Image bytes or JSON pixels → normalized float32 [n, 1, 8, 8]."""
         if content_type == "application/json":
             name, value = json_field(parse_json(body), ("image", "images"), self.expected)
             return self._pixels(value, name, single=name == "image")
         if content_type in self.image_types or (not content_type and isinstance(body, (bytes, bytearray))):
             return self._image(body)
-        raise UnsupportedMediaType(
-            f"content type {content_type!r} is not supported; send image/png, image/jpeg or "
-            f'application/json {{"image": {self.expected}}}'
-        )
+        raise UnsupportedMediaType(f'send image/png, image/jpeg or application/json {{"image": {self.expected}}}')
 
     def preprocess_v2(self, request: V2Request) -> Decoded:
         """Input ``image``: FP32/INT pixels [n, 8, 8], or BYTES [n] image files (base64 in JSON)."""
@@ -87,18 +84,18 @@ class DigitsClassifier(ManifestHandler):
         x = (pixels / self.scale - self.mean) / self.std
         return Decoded((x.unsqueeze(1).to(torch.float32),), single)
 
-    def postprocess(self, outputs: tuple[torch.Tensor, ...], decoded: Decoded) -> list:
-        """Logits [n, 10] → per image the top k ``{"label", "probability"}``."""
+    def encode(self, outputs: tuple[torch.Tensor, ...], decoded: Decoded) -> list[dict]:
+        """Logits [n, 10] → per image the top k: ``label`` [k], ``probability`` [k]."""
         (logits,) = outputs
         top = torch.softmax(logits, dim=1).topk(min(self.topk, logits.shape[1]), dim=1)
         return [
-            [{"label": label, "probability": round(p, 6)} for p, label in zip(probs, labels, strict=True)]
+            {"label": labels, "probability": [round(p, 6) for p in probs]}
             for probs, labels in zip(top.values.tolist(), top.indices.tolist(), strict=True)
         ]
 
-    def v2_fields(self, item: list) -> dict:
-        """One image's top k as v2 fields: ``label`` [k], ``probability`` [k]."""
-        return {key: [record[key] for record in item] for key in self.v2_outputs}
+    def rest_item(self, fields: dict) -> list[dict]:
+        """REST: the top k as records ``[{"label", "probability"}, ...]``, highest first."""
+        return [{"label": k, "probability": p} for k, p in zip(fields["label"], fields["probability"], strict=True)]
 
 
 def _image_bytes(element: Any) -> bytes:
