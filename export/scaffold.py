@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from export import scaffold_samples
 from export.paths import MODELS, SOURCE_FORMATS
 
 MODEL_CONFIG = """\
@@ -236,6 +237,8 @@ def wants_json_sample(folder: Path) -> bool:
     found = [p for p in (folder / "samples").iterdir() if p.is_file() and p.name != "expected.json"]
     if not found:
         return True
+    if scaffold_samples.user_samples(folder):  # SAMPLES=: the user's own files, never noise
+        return False
     return not (folder / "handler.py").exists() and not any(p.suffix == ".json" for p in found)
 
 
@@ -305,12 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.scaffold", description=__doc__.splitlines()[0])
     parser.add_argument("name", help="the model's name (its folder under the models directory)")
     parser.add_argument("--from", dest="source", type=Path, help="an artifact file (default: a model.py stub)")
+    parser.add_argument("--samples", type=Path, help="a folder of your sample images, .wav or .txt files")
     args = parser.parse_args(argv)
     folder = MODELS / args.name
     if not folder.exists():
         scaffold(args.name, args.source)
         made = "model.py" if args.source is None else f"model{args.source.suffix}"
         print(f"wrote {folder}/: spec.yaml, model-config.yaml, {made}")
+        if args.samples is not None:
+            print(scaffold_samples.take(folder, args.samples))
     elif args.source is not None:
         print(f"{folder} exists; to complete it run without FROM", file=sys.stderr)
         return 1
@@ -321,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for path in complete(args.name):
         print(f"wrote {path}")
+    if scaffold_samples.finish(folder):  # an image classifier: labels out, answers generated again
+        for path in complete(args.name):
+            print(f"wrote {path} (outputs declared as classes)")
     marked = sum("CHOOSE" in line for line in lines)  # only in comments by now: choices worth a second look
     check = f"the {marked} line(s) marked CHOOSE in {folder}/spec.yaml and " if marked else ""
     print(

@@ -26,6 +26,10 @@ Interface (stable; changes are listed in /work/wt/_prompts/codec-interface-chang
   - ``describe()``: what it takes, for error messages ("a PNG, JPEG or WebP image").
   - ``extra_files(options) -> [path]`` (classmethod, optional): files of the model folder it reads
     (a tokenizer, a labels file); export ships them in the archive without the spec listing them.
+  - ``from_samples(entry, files) -> entry`` (classmethod, optional; `make new-model SAMPLES=`): the
+    spec's input entry (``{name, dtype, shape, dims}``) declared for these sample files: ``codec``
+    added (options from the shape and the files), shape/dims adjusted; raise ValueError to leave a
+    CHOOSE with that sentence. Default: ``codec: <kind>`` with no options.
 
 ``OutputCodec`` (one model output):
   - ``kind``; ``check(options, output, model) -> options`` (classmethod) as above, ``output`` the
@@ -113,6 +117,10 @@ class InputCodec:
     @classmethod
     def extra_files(cls, options: dict) -> list[str]:
         return []
+
+    @classmethod
+    def from_samples(cls, entry: dict, files: list[Path]) -> dict:
+        return entry | {"codec": {"kind": cls.kind}}
 
     def decode(self, data: bytes | str, media_type: str) -> Part:
         raise NotImplementedError

@@ -115,6 +115,28 @@ class ImageCodec(InputCodec):
             "formats": formats,
         }
 
+    @classmethod
+    def from_samples(cls, entry: dict, files: list) -> dict:
+        """The input declared for these images: mode from the channels; a dynamic height or width
+        fixed at the samples' most common size (the codec resizes every request to it)."""
+        shape, dims = list(entry["shape"]), dict(entry.get("dims") or {})
+        layout = infer_layout(tuple(shape))
+        if layout is None:
+            raise ValueError(f"the shape {shape} does not say where the channels are: set layout (NCHW or NHWC)")
+        axes = {"NCHW": (2, 3, 1), "NHWC": (1, 2, 3), "NHW": (1, 2, None)}[layout]
+        channels = 1 if axes[2] is None else shape[axes[2]]
+        if channels not in (1, 3):
+            raise ValueError(f"the shape {shape} has {channels} channels: an image codec takes 1 (L) or 3 (RGB)")
+        sizes = [decode_image(f.read_bytes(), None, MAX_PIXELS, "L").shape for f in files]
+        common = max(set(sizes), key=sizes.count)
+        for axis, size in zip(axes[:2], common, strict=True):
+            if not isinstance(shape[axis], int):
+                dims.pop(shape[axis], None)
+                shape[axis] = int(size)
+        codec = {"kind": "image", "mode": "L" if channels == 1 else "RGB", "fit": "stretch"}
+        codec |= {"scale": 255, "mean": 0.0, "std": 1.0}
+        return entry | {"shape": shape, "dims": dims, "codec": codec}
+
     def __init__(self, options: dict, spec, model: CodecContext):
         super().__init__(options, spec, model)
         self.media_types = tuple(FORMATS[f][1] for f in options["formats"])
