@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path}")
     if scaffold_samples.finish(folder):  # an image classifier: labels out, answers generated again
         for path in complete(args.name):
-            print(f"wrote {path} (outputs declared as classes)")
+            print(f"wrote {path} (outputs declared with a codec)")
     marked = sum("CHOOSE" in line for line in lines)  # only in comments by now: choices worth a second look
     check = f"the {marked} line(s) marked CHOOSE in {folder}/spec.yaml and " if marked else ""
     print(

@@ -48,8 +48,10 @@ def take(folder: Path, source: Path) -> str:
     spec = yaml.safe_load(spec_path.read_text())
     entries = spec.get("inputs") or [spec["input"]]
     entry = entries[0]
+    extra = []  # top-level lines the codec adds (audio: the sequence windows, to choose)
     try:
         declared = codec_class(f"input:{kind}").from_samples(dict(entry), copied)
+        extra = getattr(codec_class(f"input:{kind}"), "spec_lines", lambda _: [])(declared)
     except ValueError as err:
         declared = entry | {"codec": {"kind": kind, "note": f"CHOOSE: {err}"}}
     lines = replace_entry(spec_path.read_text().splitlines(), entry["name"], declared)
@@ -58,7 +60,7 @@ def take(folder: Path, source: Path) -> str:
         f"samples: {flow(globs)}         # your files (SAMPLES=)" if line.startswith("samples:") else line
         for line in lines
     ]
-    spec_path.write_text("\n".join(lines) + "\n")
+    spec_path.write_text("\n".join([*lines, *extra]) + "\n")
     return f"copied {len(copied)} {kind} sample(s) to {folder / 'samples'}; input {entry['name']!r}: codec {kind}"
 
 
@@ -84,6 +86,8 @@ def finish(folder: Path) -> bool:
     entries = spec.get("inputs") or [spec.get("input") or {}]
     outputs = spec.get("outputs") or []
     image = any(isinstance(e.get("codec"), dict) and e["codec"].get("kind") == "image" for e in entries)
+    if segments_output(spec, entries, outputs):  # audio called window by window: one score per window
+        return declare(spec_path, outputs[0]["name"], {"kind": "segments", "threshold": 0.5, "min_duration": 0.0})
     if not image or len(outputs) != 1 or outputs[0].get("codec") or len(outputs[0].get("shape", [])) != 2:
         return False
     classes = outputs[0]["shape"][1]
@@ -96,4 +100,22 @@ def finish(folder: Path) -> bool:
     text.insert(at + 1, "    # labels: a file of one label a line; softmax: false if the model returns probabilities")
     spec_path.write_text("\n".join(text) + "\n")
     (folder / "samples" / "expected.json").unlink(missing_ok=True)
+    return True
+
+
+def segments_output(spec: dict, entries: list, outputs: list) -> bool:
+    """Whether the model is an audio model called window by window with one score per window out."""
+    audio = any(isinstance(e.get("codec"), dict) and e["codec"].get("kind") == "audio" for e in entries)
+    shape = outputs[0].get("shape", []) if len(outputs) == 1 else []
+    return audio and bool(spec.get("sequence")) and not outputs[0].get("codec") and shape[1:] == ["windows"]
+
+
+def declare(spec_path: Path, name: str, codec: dict) -> bool:
+    """Add ``codec`` to output ``name``'s line; its expected answers are then generated again."""
+    text = spec_path.read_text().splitlines()
+    at = next(i for i, line in enumerate(text) if line.lstrip().startswith(f"- {{name: {name},"))
+    text[at] = text[at].rstrip()[:-1] + f", codec: {flow(codec)}}}"
+    text.insert(at + 1, "    # segments: runs of windows scoring at least threshold, in seconds; and the scores")
+    spec_path.write_text("\n".join(text) + "\n")
+    (spec_path.parent / "samples" / "expected.json").unlink(missing_ok=True)
     return True

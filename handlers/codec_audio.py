@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 
 from handlers.codec import InputCodec, Part, known
-from handlers.errors import InvalidInput
+from handlers.errors import InvalidInput, RequestError
 from handlers.wav import read_wav
 
+MAX_SECONDS = 30  # the longest clip `make new-model SAMPLES=` allows unless a sample is longer
 WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
 
 
@@ -36,6 +37,38 @@ class AudioCodec(InputCodec):
         if isinstance(length, str) and spec.bounds(length)[1] is None:
             raise ValueError(f"{where}: bound the clip's length: `dims: {{{length}: {{max: <samples>}}}}`")
         return {"rate": rate}
+
+    @classmethod
+    def from_samples(cls, entry: dict, files: list) -> dict:
+        """The input declared for these WAV clips (`make new-model SAMPLES=`): float32 ``[batch,
+        samples]``, at most ``MAX_SECONDS`` (or the longest clip), at the clips' one sample rate."""
+        clips = []
+        for path in files:
+            try:
+                clips.append(read_wav(path.read_bytes()))
+            except RequestError as err:
+                raise ValueError(f"{path.name}: {err.message}") from None
+        rates = sorted({c.rate for c in clips})
+        if len(rates) != 1:
+            raise ValueError(f"the clips have different sample rates {rates}: give one rate (resample them)")
+        shape, dims = list(entry["shape"]), dict(entry.get("dims") or {})
+        if len(shape) != 2:
+            raise ValueError(f"the input's shape {shape} is not [batch, samples]")
+        if not isinstance(shape[1], int):
+            length = "samples" if shape[1] == "CHOOSE" else shape[1]
+            dims[length] = {"min": 1, "max": max(MAX_SECONDS * rates[0], *(len(c.samples) for c in clips))}
+            shape[1] = length
+        return entry | {"dtype": "float32", "shape": shape, "dims": dims, "codec": {"kind": "audio", "rate": rates[0]}}
+
+    @classmethod
+    def spec_lines(cls, entry: dict) -> list[str]:
+        """Top-level spec lines to add with it: the windows a clip is cut into, for the user to choose."""
+        if isinstance(entry["shape"][1], int):
+            return []  # clips of exactly that length, one model call each
+        return [
+            f"sequence: {{input: {entry['name']}, window: CHOOSE}}  # CHOOSE: samples per model call "
+            "(e.g. 512; called in turn, reset per clip), or delete this line if the model takes a whole clip"
+        ]
 
     def __init__(self, options: dict, spec, model):
         super().__init__(options, spec, model)
