@@ -4,6 +4,7 @@ scores to segments, a text to the inputs it feeds. References are written here."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import struct
@@ -128,3 +129,47 @@ def test_text_options_checked(tmp_path):
     padded = InputSpec("input_ids", "int64", ("batch", "seq"), {"seq": {"max": 16}}, pad=5)
     with pytest.raises(ValueError, match="pad: 0"):
         TextCodec.check({}, padded, CodecContext(tmp_path, [padded], []))
+
+
+def test_a_declared_text_input_feeds_the_length_aware_batching(tmp_path):
+    """A two-input text model (ids, mask) served by the generic handler with a `text` codec: texts
+    decoded as the tokenizer does, and the length planner groups a batch by the texts' true
+    lengths, answering as each request alone."""
+    from tokenizers import Tokenizer
+
+    from handlers.batching import Planner
+    from handlers.codec import check_codecs
+    from handlers.tensor import TensorHandler
+
+    shutil.copy(MODELS / "text_embedder" / "tokenizer.json", tmp_path / "tokenizer.json")
+    dims = {"batch": {"min": 1, "max": 32}, "seq": {"min": 2, "max": 256}}
+    inputs = [InputSpec(n, "int64", ("batch", "seq"), dims) for n in ("input_ids", "attention_mask")]
+    outputs = [{"name": "embedding", "dtype": "float32", "shape": ["batch", 4]}]
+    declared = {"input_ids": {"kind": "text", "mask": "attention_mask"}}
+    codecs = check_codecs(inputs, outputs, declared, {}, None, tmp_path)
+    manifest = {"name": "t", "version": "1", "inputs": [dataclasses.asdict(i) for i in inputs], "outputs": outputs}
+    handler = TensorHandler()
+    handler.configure(manifest | {"codecs": codecs}, tmp_path, {})
+    texts = ["A man is playing a guitar.", "Hi", "The quick brown fox jumps over the lazy dog " * 3]
+    decoded = handler.preprocess(json.dumps({"text": texts}).encode(), "application/json")
+    reference = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    reference.enable_truncation(256)
+    reference.enable_padding(pad_id=reference.token_to_id("[PAD]"), pad_token="[PAD]")
+    want = reference.encode_batch(texts)
+    assert [t.tolist() for t in decoded.inputs] == [[e.ids for e in want], [e.attention_mask for e in want]]
+
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(40000, 4)
+
+    def pooled(batch):  # masked mean of token vectors: padding must not change a row's answer
+        ids, mask = batch
+        return ((table(ids) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True),)
+
+    planner = Planner.for_model(handler.manifest, {"batch_cost": {"a": 1e-3, "b": 1e-6}}, pooled)
+    other = handler.preprocess(b"Short one.", "text/plain")
+    batch = handler.collate([decoded.inputs, other.inputs])
+    assert planner.lengths(batch) == [sum(e.attention_mask) for e in want] + [int(other.inputs[1].sum())]
+    with torch.no_grad():
+        grouped, stats = planner.run(batch, pooled)
+        alone = torch.cat([pooled(decoded.inputs)[0], pooled(other.inputs)[0]])
+    assert stats["calls"] > 1 and torch.allclose(grouped[0], alone, atol=1e-6)
