@@ -135,7 +135,7 @@ def test_png_in_label_and_score_out_over_every_path(served):
         same(records(outputs["label"]["data"], outputs["probability"]["data"]), want)
         tensor = triton.InferInput("pixels", [1], "BYTES")
         tensor.set_data_from_numpy(np.array([png], dtype=object), binary_data=True)
-        result = v2.infer(NAME, [tensor], headers=auth)
+        result = v2.infer(NAME, [tensor], headers=dict(auth))  # tritonclient adds its headers to the dict
         labels = [x.decode() if isinstance(x, bytes) else x for x in result.as_numpy("label").reshape(-1)]
         same(records(labels, result.as_numpy("probability").reshape(-1)), want)
 
