@@ -21,6 +21,7 @@ class DigitsClassifier(TensorHandler):
     (the classes codec). v2: input ``image``, FP32 ``[n, 8, 8]`` pixels or BYTES ``[n]`` image files;
     outputs ``label`` (INT64) and ``probability`` (FP32), ``[n, 3]``."""
 
+    v2_inputs = ("image",)
     expected = "an 8x8 nested list of pixel values 0-255 (white ink on black)"
 
     def decode(self, body: Any, content_type: str) -> Decoded:
