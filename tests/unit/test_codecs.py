@@ -241,3 +241,15 @@ def test_a_wrong_classes_declaration_is_refused_at_load(tmp_path):
         with pytest.raises(ValueError) as err:
             check_codecs([spec], [out], {}, {"logits": codec}, None, tmp_path)
         assert words in str(err.value), str(err.value)
+
+
+def test_bytes_outputs_follow_the_one_rule_the_readme_states():
+    from handlers.oip import response
+
+    items = [{"tag": ["a", "é"], "word": "x", "note": None, "mixed": ["a", 1]}, {"tag": ["b", "c"], "word": "y"}]
+    fields = {"tag": "BYTES", "word": "BYTES", "note": "BYTES", "mixed": "FP32"}
+    outputs = {o["name"]: o for o in response("m", "1", None, fields, items)["outputs"]}
+    assert outputs["tag"] == {"name": "tag", "shape": [2, 2], "datatype": "BYTES", "data": ["a", "é", "b", "c"]}
+    assert outputs["word"] == {"name": "word", "shape": [2], "datatype": "BYTES", "data": ["x", "y"]}
+    assert outputs["note"]["data"] == ["null", "null"] and outputs["note"]["shape"] == [2]  # JSON text per instance
+    assert outputs["mixed"]["datatype"] == "BYTES" and outputs["mixed"]["data"] == ['["a", 1]', "null"]
