@@ -241,3 +241,57 @@ def test_a_wrong_classes_declaration_is_refused_at_load(tmp_path):
         with pytest.raises(ValueError) as err:
             check_codecs([spec], [out], {}, {"logits": codec}, None, tmp_path)
         assert words in str(err.value), str(err.value)
+
+
+def test_bytes_outputs_follow_the_one_rule_the_readme_states():
+    from handlers.oip import response
+
+    items = [{"tag": ["a", "é"], "word": "x", "note": None, "mixed": ["a", 1]}, {"tag": ["b", "c"], "word": "y"}]
+    fields = {"tag": "BYTES", "word": "BYTES", "note": "BYTES", "mixed": "FP32"}
+    outputs = {o["name"]: o for o in response("m", "1", None, fields, items)["outputs"]}
+    assert outputs["tag"] == {"name": "tag", "shape": [2, 2], "datatype": "BYTES", "data": ["a", "é", "b", "c"]}
+    assert outputs["word"] == {"name": "word", "shape": [2], "datatype": "BYTES", "data": ["x", "y"]}
+    assert outputs["note"]["data"] == ["null", "null"] and outputs["note"]["shape"] == [2]  # JSON text per instance
+    assert outputs["mixed"]["datatype"] == "BYTES" and outputs["mixed"]["data"] == ['["a", 1]', "null"]
+
+
+def test_a_custom_handler_gets_the_contracts_rules_from_the_base(tmp_path):
+    """README's two hooks: ``info`` may be one plain value (the base makes it one entry per instance,
+    also for v2 BYTES elements), the v2 answer is built from the fields, a 415 names the type received."""
+    from handlers.base import Decoded, ManifestHandler
+    from handlers.errors import UnsupportedMediaType
+
+    class Tagged(ManifestHandler):
+        fields = {"out": "FP32", "tag": "BYTES"}
+        v2_inputs = ("image",)
+
+        def decode(self, body, content_type):
+            if content_type not in ("application/octet-stream", ""):
+                raise UnsupportedMediaType("send application/octet-stream: 4 bytes")
+            x = torch.frombuffer(bytearray(body), dtype=torch.uint8).float().reshape(1, 1, 2, 2)
+            return Decoded((x,), True, "one")
+
+        def encode(self, outputs, decoded):
+            return [{"out": row, "tag": decoded.info[i]} for i, row in enumerate(outputs[0].tolist())]
+
+    folder_for(tmp_path, ["batch", 1, 2, 2], {"kind": "image"})
+    handler = Tagged()
+    handler.initialize(make_context(tmp_path, []))
+    assert send(handler, tmp_path, b"\x01\x02\x03\x04", "application/octet-stream")[1] == {
+        "out": [1.0, 2.0, 3.0, 4.0],
+        "tag": "one",
+    }
+    status, error = send(handler, tmp_path, b"x", "text/plain")
+    assert (
+        status == 415
+        and error["message"] == "content type 'text/plain' is not supported; send application/octet-stream: 4 bytes"
+    )
+    entry = {"name": "image", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 16}}
+    header = json.dumps({"inputs": [entry]}).encode()
+    ctx = make_context(tmp_path, [("body", "application/octet-stream")])
+    ctx.request_processor[0]._request_header["inference-header-content-length"] = str(len(header))  # noqa: SLF001
+    element = (4).to_bytes(4, "little")
+    answer = handler.handle([{"body": header + element + b"\x01\x02\x03\x04" + element + b"\x05\x06\x07\x08"}], ctx)
+    outputs = json.loads(answer[0])["outputs"]
+    assert outputs[0] == {"name": "out", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8]}
+    assert outputs[1] == {"name": "tag", "shape": [2], "datatype": "BYTES", "data": ["one", "one"]}
