@@ -173,3 +173,22 @@ def test_a_declared_text_input_feeds_the_length_aware_batching(tmp_path):
         grouped, stats = planner.run(batch, pooled)
         alone = torch.cat([pooled(decoded.inputs)[0], pooled(other.inputs)[0]])
     assert stats["calls"] > 1 and torch.allclose(grouped[0], alone, atol=1e-6)
+
+
+def test_audio_declared_from_sample_clips(tmp_path):
+    """`make new-model SAMPLES=`: the rate from the clips, [batch, samples] bounded, a window to choose."""
+    for name, rate, length in (("a.wav", 8000, 100), ("b.wav", 8000, 300000)):
+        (tmp_path / name).write_bytes(pcm16(np.zeros(length, np.int16), rate))
+    entry = {"name": "x", "dtype": "float32", "shape": ["batch", "CHOOSE"], "dims": {"batch": {"min": 1, "max": 8}}}
+    clips = sorted(tmp_path.glob("*.wav"))
+    declared = AudioCodec.from_samples(entry, clips)
+    assert declared["shape"] == ["batch", "samples"] and declared["codec"] == {"kind": "audio", "rate": 8000}
+    assert declared["dims"] == {"batch": {"min": 1, "max": 8}, "samples": {"min": 1, "max": 300000}}  # > 30 s
+    assert "window: CHOOSE" in AudioCodec.spec_lines(declared)[0]
+    assert AudioCodec.spec_lines(entry | {"shape": ["batch", 512]}) == []  # fixed clips: one call each
+    (tmp_path / "c.wav").write_bytes(pcm16(np.zeros(10, np.int16), 16000))
+    with pytest.raises(ValueError, match="different sample rates"):
+        AudioCodec.from_samples(entry, sorted(tmp_path.glob("*.wav")))
+    (tmp_path / "c.wav").write_bytes(b"RIFF")
+    with pytest.raises(ValueError, match="c.wav"):
+        AudioCodec.from_samples(entry, sorted(tmp_path.glob("*.wav")))
