@@ -192,7 +192,7 @@ class ImageCodec(InputCodec):
             values = (values - mean) / std
         else:
             values = pixels
-        x = torch.from_numpy(np.ascontiguousarray(values))
+        x = torch.from_numpy(np.array(values))  # a copy: PIL's arrays are read-only
         if o["layout"] == "NCHW":
             x = x.permute(2, 0, 1) if x.dim() == 3 else x[None]
         elif o["layout"] == "NHWC" and x.dim() == 2:
