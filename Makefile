@@ -129,11 +129,12 @@ clean:
 # --- Your own model (README: Adding your own model) ----------------------------------------------
 NAME ?=
 FROM ?=
+SAMPLES ?=
 
 ## new-model: scaffold $(MODELS_DIR)/NAME/ from FROM=<.pt|.jit|.pt2|.onnx file>, or without FROM for a model.py
 new-model: venv
-	@test -n "$(NAME)" || (echo "usage: make new-model NAME=<name> [FROM=<model.pt|model.pt2|model.onnx>]"; exit 2)
-	$(PY) -m export.scaffold $(NAME) $(if $(FROM),--from $(FROM))
+	@test -n "$(NAME)" || (echo "usage: make new-model NAME=<name> [FROM=<model.pt|model.pt2|model.onnx>] [SAMPLES=<dir>]"; exit 2)
+	$(PY) -m export.scaffold $(NAME) $(if $(FROM),--from $(FROM)) $(if $(SAMPLES),--samples $(SAMPLES))
 
 # --- Updates without downtime (client/updates.py; README: Updates without downtime) --------------
 # KEEP_VERSIONS: old versions kept registered, parked with 0 workers, for rollback.

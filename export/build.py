@@ -24,6 +24,7 @@ from export.spec import ModelSpec, load_spec, requested
 from export.verify import Case, ExportError, check_batching, check_reference, parity_cases, verify_parity
 from handlers.artifact import MANIFEST_FILE, open_artifact, sha256_of
 from handlers.base import ManifestHandler
+from handlers.sequence import looped
 
 TRACE_HINT = (
     ". A traced artifact replays the path the trace input took; if the model has input-dependent "
@@ -78,10 +79,11 @@ def save(source: Source, spec: ModelSpec, fmt: str, example: tuple, path: Path) 
 def reference_checks(spec: ModelSpec, source: Source, cases: list[Case], samples: list[Case], handler) -> tuple:
     """Run the reference on every case (see verify.check_reference) and compare its batched answers
     with single ones; a difference fails the build unless the spec turns batching off."""
-    wants = check_reference(spec.name, source.reference, cases, spec.inputs, spec.outputs, spec.tolerance, spec.reset)
+    reference = looped(source.reference, handler.sequence)  # called as the server calls it
+    wants = check_reference(spec.name, reference, cases, spec.inputs, spec.outputs, spec.tolerance, spec.reset)
     if spec.reset:
         return wants, {"agrees": None, "why": f"reset {spec.reset!r}: one request per model call"}
-    batching = check_batching(spec.name, source.reference, samples, handler.collate, spec.tolerance)
+    batching = check_batching(spec.name, reference, samples, handler.collate, spec.tolerance)
     if spec.batching and not batching["agrees"]:
         why = batching.get("why") or f"they differ by up to {batching['max_abs_error']:.3g}"
         raise ExportError(
@@ -135,7 +137,7 @@ def export_model(spec: ModelSpec, out: Path, fmt: str | None = None) -> dict:
         manifest |= {"runtime": made.get("runtime", {}), "call_constants": made["call_constants"]}
         manifest["method"] = made.get("method", method)
         manifest["export_seconds"] = round(time.perf_counter() - started, 2)
-        loaded = open_artifact(candidate, manifest | spec.serving())
+        loaded = looped(open_artifact(candidate, manifest | spec.serving()), handler.sequence)
         hint = TRACE_HINT if traced and spec.method == "trace" else ""
         report = verify_parity(served_name(spec.name, fmt), loaded, cases, wants, spec.tolerance, hint, spec.reset)
         del loaded  # an ONNX Runtime session keeps the file open

@@ -4,7 +4,9 @@ Keys (see the README, "Adding your own model"): ``name``, ``version``, ``source`
 artifact file in the folder), ``method``, ``handler`` (a path relative to the folder; default the
 generic ``handlers/tensor.py``), ``inputs`` (or one ``input``), ``outputs``, ``output`` (words for
 people), ``constants``, ``reset``, ``batching``, ``samples``, ``demo``, ``empty_hint``, ``tolerance``,
-``verify_sizes``, ``extra_files``, ``formats``, ``devices``, ``precision``, ``precision_tolerance``.
+``verify_sizes``, ``extra_files``, ``formats``, ``devices``, ``precision``, ``precision_tolerance``,
+``sequence``; per input and per output ``codec`` (handlers/codec.py: checked here, carried in the
+manifest as ``codecs``).
 
 Command line (for `make serve`): ``python -m export.spec demo <served name>`` prints the model's demo
 sample and its content type, as arguments of ``python -m client predict``.
@@ -57,11 +59,25 @@ class ModelSpec:
     devices: list[str] = field(default_factory=lambda: ["cpu"])  # cpu, cuda: an AOTInductor package each
     precision: str = "fp32"  # fp16 or bf16: what GPU workers compute in (verified at export; CPU stays fp32)
     precision_tolerance: dict = field(default_factory=lambda: {"atol": 1e-2, "rtol": 1e-2})  # vs fp32
+    sequence: dict | None = None  # {input, window, ...}: the model called on windows in turn (handlers/codec.py)
+    codecs: dict = field(default_factory=dict, init=False)  # the declared codecs, checked (from `codec:` keys)
 
     def __post_init__(self):
         if not self.inputs:
             raise ValueError(f"{self.name}: spec.yaml needs `inputs` (a list) or `input` (one input)")
+        declared = {e["name"]: e["codec"] for e in self.inputs if isinstance(e, dict) and e.get("codec") is not None}
         self.inputs = [entry if isinstance(entry, InputSpec) else input_spec(self.name, entry) for entry in self.inputs]
+        outputs = {o["name"]: o.get("codec") for o in self.outputs if isinstance(o, dict) and o.get("codec")}
+        self.outputs = [{k: v for k, v in o.items() if k != "codec"} for o in self.outputs]
+        if declared or outputs or self.sequence is not None:
+            from handlers.codec import check_codecs, codec_files
+
+            try:
+                self.codecs = check_codecs(self.inputs, self.outputs, declared, outputs, self.sequence, self.folder)
+            except ValueError as err:
+                raise ValueError(f"{self.folder / 'spec.yaml'}: {err}") from None
+            self.extra_files = list(dict.fromkeys([*self.extra_files, *codec_files(self.codecs)]))
+            self.batching = self.batching and self.sequence is None  # windows in turn: one request per call
         self.formats = list(self.formats) or [self.source_format]
         self.batching = bool(self.batching) and not self.reset  # a reset is per request
 
@@ -90,7 +106,7 @@ class ModelSpec:
             "batching": self.batching,
             "empty_hint": self.empty_hint or self.default_empty_hint(),
             "tolerance": self.tolerance,
-        }
+        } | ({"codecs": self.codecs} if self.codecs else {})
 
     def default_empty_hint(self) -> str:
         types = list(dict.fromkeys(s.content_type for s in self.read_samples()))
@@ -211,9 +227,10 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
         raise FileNotFoundError(f"no model {name!r}: {path} is missing; known models: {known}")
     text = path.read_text()
     raw = normalised(yaml.safe_load(text), path)
-    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(ModelSpec)} - {"folder"})
+    keys = {f.name for f in dataclasses.fields(ModelSpec) if f.init} - {"folder"}
+    unknown = sorted(set(raw) - keys)
     if unknown:
-        known = sorted([f.name for f in dataclasses.fields(ModelSpec) if f.name != "folder"] + ["input"])
+        known = sorted([*keys, "input"])
         raise ValueError(f"{path}: unknown keys {unknown}; known: {known}")
     if left := choices_left(raw):
         raise ValueError(f"{path}: replace the {CHOOSE} placeholders first: {', '.join(left)}")

@@ -1,10 +1,12 @@
-"""The one base every model's handler builds on.
+"""The one base every model's handler builds on: the handler contract (README, "Adding your own model").
 
 It loads the artifact named in the archive's manifest (checking its sha256) with the runtime of its
-format, and runs a batch as: decode each request (REST: ``preprocess``; v2: ``oip.parse_request``
-then ``preprocess_v2``) and ``check_inputs`` → one model call on all the good ones → ``postprocess``
-each request's rows → a JSON answer. Each request gets its own status: a RequestError its 4xx, any
-other exception its own 500 (logged with the traceback); batch-mates are still answered.
+format, and runs a batch as: decode each request (REST: ``decode(body, content_type)``; v2:
+``oip.parse_request``, then numeric tensors by input name and each BYTES element through the same
+``decode``) and ``check_inputs`` → one model call on all the good ones → ``encode`` each request's
+rows into named fields per instance → REST: the fields object per instance; v2: one output per field.
+Each request gets its own status: a RequestError its 4xx, any other exception its own 500 (logged
+with the traceback); batch-mates are still answered.
 (Over 250 lines: the one request flow every handler shares, kept in one file to be read top to bottom.)
 """
 
@@ -13,15 +15,18 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
-from handlers import batching, device, oip
+from handlers import batching, contract, device, oip
 from handlers.artifact import load_artifact, read_manifest
-from handlers.errors import InternalError, InvalidInput, RequestError
+from handlers.contract import Decoded, pad_and_cat
+from handlers.errors import InternalError, InvalidInput, RequestError, UnsupportedMediaType
 from handlers.inputs import SEND_A_BODY, read_body
 from handlers.schema import InputSpec, input_specs
+
+__all__ = ["Decoded", "ManifestHandler", "pad_and_cat"]  # Decoded: what ``decode`` returns (handlers.contract)
 
 log = logging.getLogger(__name__)
 BATCH_HEADER = "X-Kit-Batch"  # "<n> requests, <m> rejected": the batch a request was answered in
@@ -31,25 +36,17 @@ UNBOUNDED_ELEMENTS = 1 << 20
 NOT_FINITE = "the model's output for this input is not finite: inputs outside the range the model handles"
 
 
-class Decoded(NamedTuple):
-    """One request's input: one tensor per model input, in the manifest's order, whose first
-    dimension holds the request's instances."""
-
-    inputs: tuple[torch.Tensor, ...]
-    single: bool  # the request sent one instance (answer with an object, not a list)
-    info: list | None = None  # per instance, what the answer needs besides the model output
-
-
 class ManifestHandler:
-    """Serve an artifact exported by ``export/``; subclasses say how bodies become tensors.
+    """Serve an artifact exported by ``export/``; a custom format overrides two hooks.
 
-    A domain handler overrides ``preprocess`` (REST body → Decoded), ``preprocess_v2`` (a parsed v2
-    request → Decoded) and ``postprocess`` (one request's output rows → one JSON item per instance),
-    and names its answers' fields with their v2 datatypes in ``v2_outputs``.
+    ``decode(body, content_type) -> Decoded``: one REST body (or one v2 BYTES element, with
+    content type "") → tensors. ``encode(outputs, decoded) -> list[dict]``: one request's output
+    rows → per instance, its answer's named fields, declared with their v2 datatypes in ``fields``.
     """
 
     v2_inputs: tuple[str, ...] = ()  # names of the v2 input tensors (default: the manifest's inputs)
-    v2_outputs: dict[str, str] = {}  # answer field -> v2 datatype (the v2 outputs, in order)
+    fields: dict[str, str] = {}  # answer field -> v2 datatype, in order (default: the manifest's outputs)
+    sequence: Any = None  # a declared `sequence:` (handlers/codec.py): windows called in turn, per request
 
     def __init__(self):
         self.manifest: dict = {}
@@ -101,7 +98,7 @@ class ManifestHandler:
                 body, content_type = read_body(row, context, idx, self.empty_hint)
                 length = oip.header_length(context, idx)
                 v2 = oip.looks_like_v2(body, length)
-                good.append((idx, *self.decode(body, content_type, length, v2)))
+                good.append((idx, *self.decode_request(body, content_type, length, v2)))
             except Exception as err:  # noqa: BLE001 - the last line of defence: this request only
                 answers[idx] = self.refuse(context, idx, err, v2)
         log.debug("batch of %d requests, %d rejected", len(data), len(data) - len(good))
@@ -112,10 +109,13 @@ class ManifestHandler:
             answers[idx] = self.answer(context, idx, decoded, request, outputs)
         return answers
 
-    def decode(self, body: Any, content_type: str, length: str | None, v2: bool) -> tuple[Decoded, Any]:
+    def decode_request(self, body: Any, content_type: str, length: str | None, v2: bool) -> tuple[Decoded, Any]:
         """One request → its checked inputs, and its parsed v2 request (None for REST)."""
         request = oip.parse_request(body, self.v2_limits, length) if v2 else None
-        decoded = self.preprocess_v2(request) if v2 else self.preprocess(body, content_type)
+        try:
+            decoded = self.preprocess_v2(request) if v2 else self.preprocess(body, content_type)
+        except UnsupportedMediaType as err:  # the README's rule, whatever a handler wrote
+            raise contract.unsupported(content_type, err.message) from None
         self.check_inputs(decoded)
         return decoded, request
 
@@ -136,7 +136,8 @@ class ManifestHandler:
             try:
                 if self.manifest.get("reset"):
                     getattr(self.model, self.manifest["reset"])()
-                results.append(self.grouped(decoded.inputs, context))
+                call = lambda batch: self.grouped(batch, context)  # noqa: E731 - one model call
+                results.append(self.sequence(decoded.inputs, call) if self.sequence else call(decoded.inputs))
             except Exception as err:  # noqa: BLE001 - answered as this request's 500
                 results.append(err)
         return results
@@ -156,14 +157,14 @@ class ManifestHandler:
         try:
             if isinstance(outputs, Exception):
                 raise outputs
-            if not all_finite(outputs):  # finite input, overflowing model: the input's range, not a bug
+            if not contract.all_finite(outputs):  # finite input, overflowing model: the input's range, not a bug
                 raise InvalidInput(NOT_FINITE)
-            items = self.postprocess(outputs, decoded)
-            if request is not None:
+            fields = self.encode(outputs, contract.with_info(decoded))
+            if request is not None:  # v2: one output per declared field, from the fields themselves
                 name, version = self.manifest["name"], self.manifest["version"]
-                fields = [self.v2_fields(item) for item in items]
                 answer = oip.response(name, version, request.id, self.output_fields(), fields)
             else:
+                items = [self.rest_item(f) for f in fields]
                 answer = items[0] if decoded.single else items
             # Encoded here, once (TorchServe would encode it again): NaN/Infinity are not JSON, so
             # a handler that invents one gets this request's 500, never a broken body.
@@ -184,25 +185,48 @@ class ManifestHandler:
         context.set_response_content_type(idx, "application/json")
         return json.dumps(err.to_json(v2)).encode()
 
-    def preprocess(self, body: Any, content_type: str) -> Decoded:
-        """One REST request body → its input tensors; raise a RequestError for bad input."""
+    def decode(self, body: Any, content_type: str) -> Decoded:
+        """Hook: one REST body, or one v2 BYTES element (``content_type`` "": bytes from the binary
+        extension, str from JSON) → its input tensors; raise a RequestError for bad input."""
         raise NotImplementedError
 
-    def preprocess_v2(self, request: oip.V2Request) -> Decoded:
-        """A parsed v2 request → its input tensors (every instance in the batch dimension)."""
-        raise NotImplementedError
+    def encode(self, outputs: tuple[torch.Tensor, ...], decoded: Decoded) -> list[dict]:
+        """Hook: one request's output rows (one tensor per model output; ``decoded.info`` holds one
+        entry per instance) → per instance, a dict of the fields ``output_fields()`` declares."""
+        names = [o["name"] for o in output_specs(self.manifest)]
+        if len(names) != len(outputs):
+            names = [f"output_{i}" for i in range(len(outputs))] if len(outputs) > 1 else names[:1]
+        rows = [o.tolist() for o in outputs]
+        return [{name: rows[i][n] for i, name in enumerate(names)} for n in range(outputs[0].shape[0])]
+
+    def rest_item(self, fields: dict) -> Any:
+        """One instance's REST answer: its fields object (a codec may declare another shape)."""
+        return fields
+
+    def preprocess(self, body: Any, content_type: str) -> Decoded:
+        """One REST body → its input tensors (``decode``; the server's flow adds the 415 rule)."""
+        return self.decode(body, content_type)
 
     def postprocess(self, outputs: tuple[torch.Tensor, ...], decoded: Decoded) -> list:
-        """One request's output rows (one tensor per model output) → one JSON-able item per instance."""
-        raise NotImplementedError
+        """One request's REST items (export, bench and scaffold call this; the server too)."""
+        return [self.rest_item(f) for f in self.encode(outputs, contract.with_info(decoded))]
 
-    def v2_fields(self, item: Any) -> dict:
-        """One instance's answer as v2 fields (``v2_outputs``' names -> values); a dict by default."""
-        return item if isinstance(item, dict) else {}
+    def preprocess_v2(self, request: oip.V2Request) -> Decoded:
+        """A parsed v2 request → its input tensors: a numeric tensor per model input, by name; or
+        one BYTES input whose elements each go through ``decode`` (content type "")."""
+        bytes_inputs = [t for t in request.inputs.values() if t.datatype == "BYTES"]
+        if len(request.inputs) == 1 and bytes_inputs and len(self.v2_inputs) == 1:
+            tensor = self.v2_input(request, self.v2_inputs[0])
+            return self.decode_elements(tensor, lambda element: self.decode(element, ""))
+        unknown = set(request.inputs) - {s.name for s in self.input_specs}
+        if unknown:
+            raise InvalidInput(f"unknown input tensor(s); this model takes {[s.name for s in self.input_specs]}")
+        tensors = [contract.numeric_tensor(spec, self.v2_input(request, spec.name)) for spec in self.input_specs]
+        return Decoded(contract.same_batch(self.input_specs, tensors), False)
 
     def output_fields(self) -> dict[str, str]:
-        """Answer field -> v2 datatype: ``v2_outputs``, or the manifest's outputs."""
-        return self.v2_outputs or {o["name"]: oip.datatype_of(o["dtype"]) for o in output_specs(self.manifest)}
+        """Answer field -> v2 datatype: ``fields``, or the manifest's outputs."""
+        return self.fields or {o["name"]: oip.datatype_of(o["dtype"]) for o in output_specs(self.manifest)}
 
     def decode_elements(self, tensor: oip.V2Tensor, decode_one) -> Decoded:
         """A v2 BYTES input whose elements are each one REST body: each is decoded and checked
@@ -215,8 +239,7 @@ class ManifestHandler:
             except RequestError as err:
                 raise type(err)(f"input {tensor.name!r} element {i}: {err.message}") from None
             parts.append(part)
-        info = [x for p in parts for x in (p.info or [None] * p.inputs[0].shape[0])]
-        return Decoded(self.collate([p.inputs for p in parts]), False, info)
+        return contract.joined(parts, self.collate)
 
     def check_inputs(self, decoded: Decoded) -> None:
         """Raise InvalidInput unless each tensor matches its input spec (dtype, shape, bounds)."""
@@ -268,29 +291,9 @@ def output_specs(manifest: dict) -> list[dict]:
     return manifest.get("outputs") or [{"name": "output", "dtype": "float32"}]
 
 
-def all_finite(outputs: tuple) -> bool:
-    """Whether every floating-point output tensor holds only finite numbers."""
-    return all(bool(torch.isfinite(o).all()) for o in outputs if isinstance(o, torch.Tensor) and o.is_floating_point())
-
-
 def as_tuple(output: Any) -> tuple[torch.Tensor, ...]:
     """A model's output (a tensor, or a tuple or list of them) as a tuple."""
     return tuple(output) if isinstance(output, (tuple, list)) else (output,)
-
-
-def pad_and_cat(tensors: list[torch.Tensor], value: float = 0) -> torch.Tensor:
-    """Concatenate along the first dimension, padding every other dimension to the largest size."""
-    if len(tensors) == 1:
-        return tensors[0]
-    if len({t.shape[1:] for t in tensors}) == 1:
-        return torch.cat(tensors)
-    widths = [max(t.shape[d] for t in tensors) for d in range(1, tensors[0].dim())]
-    out = tensors[0].new_full((sum(t.shape[0] for t in tensors), *widths), value)
-    start = 0
-    for t in tensors:
-        out[(slice(start, start + t.shape[0]), *(slice(0, s) for s in t.shape[1:]))] = t
-        start += t.shape[0]
-    return out
 
 
 def set_threads(threads: int) -> None:

@@ -114,28 +114,31 @@ def _kind_name(array: np.ndarray) -> str:
     return names.get(array.dtype.kind, str(array.dtype))
 
 
-def decode_image(value: Any, size: tuple[int, int], max_pixels: int) -> np.ndarray:
-    """Image bytes as a grayscale uint8 array resized to ``size`` (width, height); larger than
-    ``max_pixels`` is refused from the header, before any pixel is decoded."""
+def decode_image(
+    value: Any, size: tuple[int, int] | None, max_pixels: int, mode: str = "L", formats: tuple = IMAGE_FORMATS
+) -> np.ndarray:
+    """Image bytes (one of ``formats``) as a uint8 array in ``mode`` (``L``: [H, W]; ``RGB``: [H, W, 3]),
+    resized to ``size`` (width, height; None: as sent); larger than ``max_pixels`` is refused from
+    the header, before any pixel is decoded. Every image decoded by the handlers goes through here."""
     from PIL import Image  # Pillow is imported only by the image models that need it.
 
     if not isinstance(value, (bytes, bytearray)):
         raise UnsupportedMediaType("expected image bytes (image/png or image/jpeg)")
     try:
-        with Image.open(io.BytesIO(value), formats=IMAGE_FORMATS) as image:
+        with Image.open(io.BytesIO(value), formats=formats) as image:
             width, height = image.size
             if width * height > max_pixels:
                 raise InvalidInput(f"image is {width}x{height} pixels; at most {max_pixels} pixels are accepted")
-            gray = image.convert("L")
-            if gray.size != size:
-                gray = gray.resize(size, Image.Resampling.BOX)
-            return np.asarray(gray, dtype=np.uint8)
+            pixels = image.convert(mode)
+            if size is not None and pixels.size != size:
+                pixels = pixels.resize(size, Image.Resampling.BOX)
+            return np.asarray(pixels, dtype=np.uint8)
     except RequestError:
         raise
     except Image.DecompressionBombError:  # Pillow's own limit, checked as it reads the header
         raise InvalidInput(f"image is too large; at most {max_pixels} pixels are accepted") from None
     except Exception as err:  # noqa: BLE001 - a decoder fed client bytes may raise anything: the bytes are bad
-        raise MalformedRequest(f"body is not a readable PNG or JPEG image ({type(err).__name__})") from None
+        raise MalformedRequest(f"body is not a readable {' or '.join(formats)} image ({type(err).__name__})") from None
 
 
 def parse_csv(value: Any, columns: tuple[str, ...], max_rows: int) -> np.ndarray:

@@ -259,23 +259,30 @@ def _split_bytes(chunk: bytes, where: str, count: int) -> list[bytes]:
 
 def response(model: str, version: str, request_id: str | None, fields: dict[str, str], items: list[dict]) -> dict:
     """A v2 response: one output per declared field (name -> v2 datatype), batched over instances.
-    A field whose values do not form a rectangular tensor of its datatype is sent as BYTES, one JSON
-    text per instance (so is every BYTES field)."""
+    BYTES, the same for every field: strings (or rectangular lists of strings) are sent as UTF-8
+    elements of shape [n, ...]; any other value that does not form a rectangular tensor of the
+    field's datatype (a null, an object, a ragged list) is sent as BYTES [n], one JSON text per instance."""
     outputs = [_output(name, datatype, [item.get(name) for item in items]) for name, datatype in fields.items()]
     answer = {"model_name": model, "model_version": version, "outputs": outputs}
     return answer | ({"id": request_id} if request_id else {})
 
 
 def _output(name: str, datatype: str, values: list) -> dict:
-    if datatype in NUMERIC and None not in values:
-        try:
-            array = np.asarray(values)
-        except ValueError:  # ragged
-            array = None
-        if array is not None and array.dtype.kind in "biuf":
-            # Floats as computed (float32 would print 0.9 as 0.8999999761581421); others cast.
-            cast = np.float64 if datatype.startswith("FP") else NUMERIC[datatype]
-            data = array.astype(cast).reshape(-1).tolist()
-            return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
+    try:
+        array = np.asarray(values) if None not in values else None
+    except ValueError:  # ragged
+        array = None
+    if array is not None and datatype in NUMERIC and array.dtype.kind in "biuf":
+        # Floats as computed (float32 would print 0.9 as 0.8999999761581421); others cast.
+        cast = np.float64 if datatype.startswith("FP") else NUMERIC[datatype]
+        data = array.astype(cast).reshape(-1).tolist()
+        return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
+    if array is not None and array.dtype.kind == "U" and _strings(values):  # UTF-8 elements, as sent
+        return {"name": name, "shape": list(array.shape), "datatype": "BYTES", "data": array.reshape(-1).tolist()}
     data = [json.dumps(v, allow_nan=False) for v in values]
     return {"name": name, "shape": [len(values)], "datatype": "BYTES", "data": data}
+
+
+def _strings(value: Any) -> bool:
+    """Whether every leaf of a nested list is a string (numpy would turn mixed values into text)."""
+    return all(_strings(v) for v in value) if isinstance(value, list) else isinstance(value, str)

@@ -25,7 +25,7 @@ class SensorAnomalyDetector(ManifestHandler):
     """
 
     v2_inputs = ("window",)
-    v2_outputs = {"score": "FP32", "threshold": "FP32", "anomaly": "BOOL", "per_channel_error": "FP32"}
+    fields = {"score": "FP32", "threshold": "FP32", "anomaly": "BOOL", "per_channel_error": "FP32"}
 
     csv_types = ("text/csv", "text/plain")
 
@@ -41,7 +41,7 @@ class SensorAnomalyDetector(ManifestHandler):
         self.steps = self.input_specs[0].bounds("time")[1] or calibration["window_length"]
         self.expected = f"a list of rows (time steps) of {len(self.channels)} numbers ({', '.join(self.channels)})"
 
-    def preprocess(self, body: Any, content_type: str) -> Decoded:
+    def decode(self, body: Any, content_type: str) -> Decoded:
         """JSON or CSV → raw float32 windows [n, time, channels] (the model normalizes)."""
         if content_type == "application/json":
             name, value = json_field(parse_json(body), ("window", "windows"), self.expected)
@@ -51,8 +51,7 @@ class SensorAnomalyDetector(ManifestHandler):
         if content_type in self.csv_types:
             return self._windows(parse_csv(body, self.channels, self.steps)[None], True)
         raise UnsupportedMediaType(
-            f"content type {content_type!r} is not supported; send application/json "
-            f'{{"window": {self.expected}}} or text/csv with a header {",".join(self.channels)}'
+            f'send application/json {{"window": {self.expected}}} or text/csv with a header {",".join(self.channels)}'
         )
 
     def preprocess_v2(self, request: V2Request) -> Decoded:
@@ -79,7 +78,7 @@ class SensorAnomalyDetector(ManifestHandler):
             raise InvalidInput(f"readings must be finite numbers within ±{self.max_abs:g}")
         return Decoded((windows,), single)
 
-    def postprocess(self, outputs: tuple[torch.Tensor, ...], decoded: Decoded) -> list:
+    def encode(self, outputs: tuple[torch.Tensor, ...], decoded: Decoded) -> list[dict]:
         """Per-channel errors [n, channels] → score (their mean), threshold and verdict per window."""
         (errors,) = outputs
         answers = []
@@ -90,11 +89,11 @@ class SensorAnomalyDetector(ManifestHandler):
                     "threshold": round(self.threshold, 6),
                     # Written so that a NaN score is an anomaly, never a healthy verdict.
                     "anomaly": not score <= self.threshold,
-                    "per_channel_error": {c: round(e, 6) for c, e in zip(self.channels, row, strict=True)},
+                    "per_channel_error": [round(e, 6) for e in row],  # v2: FP32 [n, channels]
                 }
             )
         return answers
 
-    def v2_fields(self, item: dict) -> dict:
-        """per_channel_error as a list in channel order (a [n, channels] tensor)."""
-        return item | {"per_channel_error": list(item["per_channel_error"].values())}
+    def rest_item(self, fields: dict) -> dict:
+        """REST names each channel's error: ``{"vibration": e, ...}`` (v2 keeps the list)."""
+        return fields | {"per_channel_error": dict(zip(self.channels, fields["per_channel_error"], strict=True))}

@@ -24,7 +24,7 @@ class TextEmbedder(ManifestHandler):
     """
 
     v2_inputs = ("text",)
-    v2_outputs = {"embedding": "FP32", "dimension": "INT64", "tokens": "INT64", "truncated": "BOOL", "note": "BYTES"}
+    fields = {"embedding": "FP32", "dimension": "INT64", "tokens": "INT64", "truncated": "BOOL", "note": "BYTES"}
 
     expected = 'a JSON object {"text": "..."} or {"texts": ["...", ...]}, or a text/plain body'
 
@@ -45,7 +45,7 @@ class TextEmbedder(ManifestHandler):
         self.tokenizer.enable_truncation(self.max_tokens)
         self.tokenizer.no_padding()
 
-    def preprocess(self, body: Any, content_type: str) -> Decoded:
+    def decode(self, body: Any, content_type: str) -> Decoded:
         """JSON or plain text → (input_ids, attention_mask) int64 [n, longest], with token counts."""
         if content_type == "application/json":
             name, value = json_field(parse_json(body), ("text", "texts"), self.expected)
@@ -55,10 +55,10 @@ class TextEmbedder(ManifestHandler):
             return self._encode(texts, single, name)
         if content_type.startswith("text/"):
             return self._encode([_decode(body)], True, None)
-        raise UnsupportedMediaType(f"content type {content_type!r} is not supported; send {self.expected} (UTF-8)")
+        raise UnsupportedMediaType(f"send {self.expected} (UTF-8)")
 
     def preprocess_v2(self, request: V2Request) -> Decoded:
-        """Input ``text``: BYTES [n], each element one UTF-8 text."""
+        """Input ``text``: BYTES [n], each element one UTF-8 text (all tokenized at once)."""
         tensor = self.v2_input(request, "text")
         if tensor.datatype != "BYTES":
             raise InvalidInput(f"input 'text' must be BYTES (one UTF-8 text per element); got {tensor.datatype}")
@@ -88,7 +88,7 @@ class TextEmbedder(ManifestHandler):
         ]
         return Decoded((ids, mask), single, info)
 
-    def postprocess(self, outputs: tuple[torch.Tensor, ...], decoded: Decoded) -> list:
+    def encode(self, outputs: tuple[torch.Tensor, ...], decoded: Decoded) -> list[dict]:
         """Embeddings [n, 384] and (token count, truncated) per text → one answer per text."""
         (embeddings,) = outputs
         # Rounded to 6 decimals as whole rows (a Python loop over 384 tensor elements took 0.5 ms).

@@ -29,11 +29,11 @@ from handlers.base import Decoded, ManifestHandler
 class JsonTensors(ManifestHandler):
     """{"inputs": {name: nested list with the batch dimension}} -> one tensor per input."""
 
-    def preprocess(self, body, content_type):
+    def decode(self, body, content_type):
         return Decoded(tuple(torch.tensor(body["inputs"][s.name]) for s in self.input_specs), False)
 
-    def postprocess(self, outputs, decoded):
-        return outputs[0].tolist()
+    def encode(self, outputs, decoded):
+        return [{"output": row} for row in outputs[0].tolist()]
 '''
 INPUTS = [
     {"name": "signal", "dtype": "float32", "shape": ["batch", 3], "dims": {"batch": {"min": 1, "max": 16}}},

@@ -25,10 +25,10 @@ from handlers.base import Decoded, ManifestHandler
 class Raw(ManifestHandler):
     """application/octet-stream: little-endian float32 rows of 3 values."""
 
-    def preprocess(self, body, content_type):
+    def decode(self, body, content_type):
         return Decoded((torch.from_numpy(np.frombuffer(bytes(body), dtype="<f4").reshape(-1, 3).copy()),), False)
 
-    def postprocess(self, outputs, decoded):
+    def encode(self, outputs, decoded):
         return [{"level": row} for row in outputs[0].tolist()]
 '''
 

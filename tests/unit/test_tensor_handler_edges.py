@@ -79,9 +79,9 @@ def test_an_output_that_overflows_is_that_requests_422_and_batch_mates_are_answe
 
 
 class InventsNaN(TensorHandler):
-    """A handler whose own postprocess makes a NaN from a finite output: its bug, a 500."""
+    """A handler whose own encode makes a NaN from a finite output: its bug, a 500."""
 
-    def postprocess(self, outputs, decoded):
+    def encode(self, outputs, decoded):
         return [{"out": math.nan} for _ in range(outputs[0].shape[0])]
 
 
