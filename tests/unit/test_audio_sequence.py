@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from handlers.artifact import InputSpec
+from handlers.schema import InputSpec
 from handlers.errors import InvalidInput, MalformedRequest, RequestError
 from handlers.sequence import Segment, Sequence, segments
 from handlers.wav import read_wav

@@ -44,7 +44,7 @@ def folder_for(root: Path, shape: list, codec: dict, out_codec: dict | None = No
     torch.jit.script(model or Echo()).save(str(root / "m.pt"))
     dims = {"batch": {"min": 1, "max": 8}}
     inputs = [{"name": "image", "dtype": dtype, "shape": shape, "dims": dims}]
-    from handlers.artifact import input_specs
+    from handlers.schema import input_specs
 
     outputs = [
         {"name": "out", "dtype": "float32", "shape": ["batch", out_codec.pop("_classes", 4) if out_codec else 4]}
@@ -218,7 +218,7 @@ def test_classes_without_labels_or_softmax_are_indices_and_scores(tmp_path):
     ],
 )
 def test_a_wrong_declaration_is_refused_at_load(tmp_path, codec, words):
-    from handlers.artifact import InputSpec
+    from handlers.schema import InputSpec
 
     spec = InputSpec("image", "float32", ("batch", 1, 8, 8), {})
     with pytest.raises(ValueError, match=None) as err:
@@ -227,7 +227,7 @@ def test_a_wrong_declaration_is_refused_at_load(tmp_path, codec, words):
 
 
 def test_a_wrong_classes_declaration_is_refused_at_load(tmp_path):
-    from handlers.artifact import InputSpec
+    from handlers.schema import InputSpec
 
     (tmp_path / "labels.txt").write_text("a\nb\n")
     spec = InputSpec("image", "float32", ("batch", 1, 8, 8), {})

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from export.paths import MODELS
-from handlers.artifact import InputSpec
+from handlers.schema import InputSpec
 from handlers.codec import CodecContext
 from handlers.codec_audio import AudioCodec
 from handlers.codec_segments import SegmentsCodec
