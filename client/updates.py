@@ -20,23 +20,20 @@ scaling down goes through a new version, because TorchServe ends a worker even w
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from client.answers import difference
 from client.api import TorchServeClient, TorchServeError
 from client.health import workers_ready
 from client.samples import archive_samples
 from client.versions import (
-    KIT_MANIFEST,
     History,
     archive_version,
     copy_as,
+    expected_of,
     new_version,
     scaled_version,
     sha256_file,
@@ -52,20 +49,6 @@ WRAPPER = re.compile(r"RuntimeError: \d{3} - ")  # TorchServe's worker wraps the
 
 class UpdateError(RuntimeError):
     """The new version did not load, did not answer its samples correctly, or the change failed."""
-
-
-def expected_of(archive: Path) -> tuple[dict, Any] | None:
-    """(samples/expected.json, tolerance) of the model an archive holds, from the model's folder;
-    None when there is no such folder or file (answers are then only required to be 200)."""
-    try:
-        from export.spec import EXPECTED, load_spec  # not in the image, which carries client/ only
-
-        with zipfile.ZipFile(archive) as mar:
-            spec = load_spec(json.loads(mar.read(KIT_MANIFEST))["name"])
-        path = spec.folder / "samples" / EXPECTED
-        return (json.loads(path.read_text()), spec.tolerance) if path.exists() else None
-    except (ImportError, KeyError, FileNotFoundError, ValueError):
-        return None
 
 
 class Updater:

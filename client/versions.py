@@ -23,6 +23,7 @@ import re
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 MAR_MANIFEST = "MAR-INF/MANIFEST.json"
 KIT_MANIFEST = "manifest.json"  # handlers/artifact.py's MANIFEST_FILE (the image carries client/ only)
@@ -102,6 +103,20 @@ def _with_version(data: bytes, name: str, version: str) -> bytes:
     else:
         document["version"] = version
     return (json.dumps(document, indent=2) + "\n").encode()
+
+
+def expected_of(archive: Path) -> tuple[dict, Any] | None:
+    """(samples/expected.json, tolerance) of the model an archive holds, from the model's folder;
+    None when there is no such folder or file (answers are then only required to be 200)."""
+    try:
+        from export.spec import EXPECTED, load_spec  # not in the image, which carries client/ only
+
+        with zipfile.ZipFile(archive) as mar:
+            spec = load_spec(json.loads(mar.read(KIT_MANIFEST))["name"])
+        path = spec.folder / "samples" / EXPECTED
+        return (json.loads(path.read_text()), spec.tolerance) if path.exists() else None
+    except (ImportError, KeyError, FileNotFoundError, ValueError):
+        return None
 
 
 class History:
