@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from handlers.errors import InvalidInput, MalformedRequest, RequestError, UnsupportedMediaType, excerpt
+from handlers.guards import check_image_structure, decode_budget  # noqa: F401 - codecs import decode_budget here
 
 # Pillow can decode dozens of formats; only these two are accepted, so no other decoder ever runs.
 IMAGE_FORMATS = ("PNG", "JPEG")
@@ -116,13 +117,15 @@ def _kind_name(array: np.ndarray) -> str:
 
 def decode_image(value: Any, size: tuple[int, int], max_pixels: int) -> np.ndarray:
     """Image bytes as a grayscale uint8 array resized to ``size`` (width, height); larger than
-    ``max_pixels`` is refused from the header, before any pixel is decoded."""
+    ``max_pixels`` is refused from the header, before any pixel is decoded; so are inputs whose decode
+    would cost more than their pixel count (handlers/guards.py), and a decode past its time budget."""
     from PIL import Image  # Pillow is imported only by the image models that need it.
 
     if not isinstance(value, (bytes, bytearray)):
         raise UnsupportedMediaType("expected image bytes (image/png or image/jpeg)")
     try:
-        with Image.open(io.BytesIO(value), formats=IMAGE_FORMATS) as image:
+        check_image_structure(value)
+        with decode_budget("the image"), Image.open(io.BytesIO(value), formats=IMAGE_FORMATS) as image:
             width, height = image.size
             if width * height > max_pixels:
                 raise InvalidInput(f"image is {width}x{height} pixels; at most {max_pixels} pixels are accepted")

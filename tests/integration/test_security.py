@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 
 import pytest
@@ -20,8 +22,9 @@ import torch
 from export.paths import ROOT
 from reliability.record import record
 from tests.conftest import MODELS
-from tests.integration.reliability_support import call, error_of, wait_for_log
+from tests.integration.reliability_support import call, error_of, wait_for_log, worker_pids
 from tests.support import assert_matches, assert_same_answer, checked_samples, samples, tolerance
+from tests.unit.test_decode_guards import progressive_bomb
 
 MODEL = MODELS[0]
 
@@ -229,3 +232,36 @@ def test_the_key_file_is_private_and_never_printed(server, client, registered):
     for key in keys.values():
         assert not any(key in out for out in outputs), "the client printed a key"
         assert key not in logs, "a key is in the server's logs"
+
+
+IMAGE_MODELS = [m for m in MODELS if any(s.content_type in ("image/jpeg", "image/png") for s in samples(m))]
+
+
+@pytest.mark.parametrize("model", IMAGE_MODELS)
+def test_a_progressive_jpeg_bomb_is_refused_while_a_good_request_is_answered(server, client, registered, model):
+    """Issue 22 finding 3: 50,000 scans (0.6 MB) cost seconds of a worker; they are refused from the
+    markers. Times are printed (and recorded), never asserted."""
+    head, scan, tail = progressive_bomb(0)
+    bomb = head + scan * 50_000 + tail
+    good = next(s for s in samples(model) if s.content_type.startswith("image/"))
+    pids = worker_pids(client, model)
+    results = {}
+
+    def send(label, body, content_type):
+        start = time.perf_counter()
+        response = call(server, client, f"/predictions/{model}", body, content_type)
+        results[label] = (response.status_code, time.perf_counter() - start)
+
+    threads = [
+        threading.Thread(target=send, args=("bomb", bomb, "image/jpeg")),
+        threading.Thread(target=send, args=("good", good.raw, good.content_type)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seen = ", ".join(f"{label} {status} in {seconds:.3f} s" for label, (status, seconds) in sorted(results.items()))
+    print(f"{model}: {seen}")
+    record("security", check="progressive JPEG of 50,000 scans beside a good image", expected="4xx, 200", seen=seen)
+    assert 400 <= results["bomb"][0] < 500 and results["good"][0] == 200, results
+    assert worker_pids(client, model) == pids, "a worker restarted"
