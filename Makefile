@@ -64,6 +64,7 @@ model_store/%.mar: build/%/manifest.json
 
 ## archive: build and check model_store/<served name>.mar for every model in FORMAT (FORMAT=all: every format)
 archive: $(SERVED:%=model_store/%.mar)
+	@$(PY) -m client.trust --pin-missing --model-store model_store
 
 ## serve: start TorchServe, register every model (in FORMAT; rebuilt archives are re-registered), print one prediction each
 serve: archive
@@ -231,7 +232,7 @@ image-context: archive $(CONTEXT)/wheelhouse/.done
 	mkdir -p $(CONTEXT)/client $(CONTEXT)/model-store
 	cp client/*.py $(CONTEXT)/client/
 	cp deploy/container/start.sh deploy/container/config.properties requirements-runtime.txt $(CONTEXT)/
-	cp $(SERVED:%=model_store/%.mar) $(CONTEXT)/model-store/
+	cp $(SERVED:%=model_store/%.mar) model_store/SHA256SUMS $(CONTEXT)/model-store/
 
 ## image: build the container image IMAGE (podman; every archive in FORMAT; BASE_IMAGE=local or a registry image)
 # --format docker: the OCI image format has no HEALTHCHECK, and podman would drop it.

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from client.api import TorchServeClient, TorchServeError
+from client.trust import verify_archive
 from export.archive import check_archive
 from export.paths import CONFIG, MODEL_STORE, ROOT
 from handlers.artifact import sha256_of
@@ -29,6 +30,7 @@ def sync(ts: TorchServeClient, names: list[str], force: bool, store: Path = MODE
     for name in names:
         archive = store / f"{name}.mar"
         digest, version = sha256_of(archive), check_archive(archive)["version"]
+        verify_archive(store, name)  # its digest pinned by `make archive` (client/trust.py)
         if name in registered:
             if not force and known.get(name) == digest:
                 print(f"{name}: registered, archive unchanged")

@@ -62,6 +62,12 @@ class KServeStyleServer(Server):
         return TorchServeClient(self.address("inference"), self.address("management"), key_file=None, **kwargs)
 
 
+def service_env(repo: Path) -> dict:
+    """The env the repository's InferenceService adds to the container (its pinned archive digest)."""
+    service = yaml.safe_load((repo / "inferenceservice.yaml").read_text())
+    return {e["name"]: e["value"] for e in service["spec"]["predictor"]["model"].get("env", [])}
+
+
 @dataclass
 class RuntimeProcess:
     """The ServingRuntime's container command (entry point, its args and env), run from the venv with
@@ -88,8 +94,9 @@ class RuntimeProcess:
             "LOG_LOCATION": str(self.work / "logs"),
             "METRICS_LOCATION": str(self.work / "logs"),
             "TS_MODEL_STORE": str(self.repo / "model-store"),  # the config says /mnt/models/model-store
+            "KIT_BAKED_CONFIG": str(ROOT / "deploy" / "container" / "config.properties"),  # the image's
         }
-        return os.environ | spec | local | port_overrides(self.ports)
+        return os.environ | spec | service_env(self.repo) | local | port_overrides(self.ports)
 
     def start(self) -> None:
         args = [self.mounted(a) for a in self.container.get("args", [])]
