@@ -268,3 +268,30 @@ FUZZ_EXAMPLES ?= 1500
 ## fuzz: fuzz every model's handler on every path for minutes; failures land in tests/fuzz_corpus/
 fuzz: venv
 	KIT_FUZZ=long KIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/unit/test_fuzz.py tests/unit/test_fuzz_corpus.py $(PYTEST_ARGS)
+
+# --- Security: the reverse proxy (deploy/proxy/, docs/SECURITY.md) -------------------------------
+# nginx (Debian's package) in front of the inference API: TLS, header/body timeouts, per-client
+# connection and rate limits, max_request_size at the edge. The management API never goes through it.
+PROXY_DIR    ?= build/proxy
+PROXY_LISTEN ?= 8443
+.PHONY: proxy proxy-cert proxy-tools proxy-stop
+test: proxy-tools
+
+proxy-tools:
+	@command -v nginx >/dev/null || { echo "installing nginx-light, the reverse proxy"; \
+	  apt-get update -qq && apt-get install -y -qq nginx-light; }
+
+## proxy-cert: a self-signed certificate for the proxy in build/proxy/ (replace with your own in production)
+proxy-cert: venv
+	$(PY) -m deploy.proxy cert --dir $(PROXY_DIR)
+
+## proxy: start nginx on PROXY_LISTEN (default 8443, TLS) in front of `make serve`'s inference API
+proxy: venv proxy-tools $(if $(wildcard $(PROXY_DIR)/cert.pem),,proxy-cert)
+	$(PY) -m deploy.proxy render --dir $(PROXY_DIR) --listen $(PROXY_LISTEN) \
+	  --upstream $$($(PY) -c "from client.api import read_properties as r; print(r('config.properties')['inference_address'].split('//')[1])")
+	nginx -p $(CURDIR)/$(PROXY_DIR) -c $(CURDIR)/$(PROXY_DIR)/nginx.conf
+	@echo "proxy: https://127.0.0.1:$(PROXY_LISTEN)/predictions/<model> (stop with: make proxy-stop)"
+
+## proxy-stop: stop the proxy `make proxy` started
+proxy-stop:
+	-nginx -p $(CURDIR)/$(PROXY_DIR) -c $(CURDIR)/$(PROXY_DIR)/nginx.conf -s quit
