@@ -19,6 +19,7 @@ import pytest
 import requests
 import torch
 
+from client.server import Server
 from export.paths import ROOT
 from reliability.record import record
 from tests.conftest import MODELS
@@ -265,3 +266,119 @@ def test_a_progressive_jpeg_bomb_is_refused_while_a_good_request_is_answered(ser
     record("security", check="progressive JPEG of 50,000 scans beside a good image", expected="4xx, 200", seen=seen)
     assert 400 <= results["bomb"][0] < 500 and results["good"][0] == 200, results
     assert worker_pids(client, model) == pids, "a worker restarted"
+
+
+def planted_copy(unpacked_dir, target, marker) -> None:
+    """The unpacked archive copied to ``target`` with a handler.py that writes ``marker`` when imported."""
+    shutil.copytree(unpacked_dir, target)
+    handler = target / "handler.py"
+    handler.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n" + handler.read_text())
+
+
+def test_what_the_management_api_loads_with_the_model_api_on(
+    server, client, registered, model_store, unpacked, outside_archive, tmp_path
+):
+    """Issue 22 finding 1, stated as it is: a bare path is no URL, so allowed_urls never sees it, and a
+    directory anywhere on the server's disk is loaded and its handler run. A .mar is looked up in the
+    store only. So where the model API is on, the management key is code execution on the server."""
+    outside, inside = tmp_path / "unpacked", model_store / "unpacked_in_store"
+    planted_copy(unpacked[MODEL], outside, tmp_path / "ran-outside")
+    planted_copy(unpacked[MODEL], inside, tmp_path / "ran-inside")
+    attempts = [  # (url, registered?, handler code ran?)
+        (str(outside), True, tmp_path / "ran-outside"),
+        (inside.name, True, tmp_path / "ran-inside"),
+        (str(outside_archive), False, None),  # a .mar outside the store: 404
+        (str(model_store / f"{MODEL}.mar"), True, None),  # a .mar in the store, by absolute path
+    ]
+    seen = []
+    try:
+        for number, (url, _loads, marker) in enumerate(attempts):
+            name = f"probe{number}"
+            response = call(server, client, f"/models?url={url}&model_name={name}&synchronous=true", api="management")
+            seen.append((url, response.status_code, bool(marker and marker.exists())))
+            if response.status_code == 200:
+                client.unregister(name)
+    finally:
+        shutil.rmtree(inside)
+    for (url, loads, marker), (_, status, ran) in zip(attempts, seen, strict=True):
+        shown = url.replace(str(tmp_path), "/elsewhere").replace(str(model_store), "<model store>")
+        record("security", check=f"model API on: register {shown}", expected=str(loads), seen=f"{status} ran={ran}")
+        assert (status == 200) == loads, (url, status)
+        assert ran == bool(marker), (url, ran)
+
+
+def test_with_the_model_api_off_nothing_is_registered(model_store, unpacked, tmp_path):
+    """The production setting (image, KServe): POST /models answers 405 for every kind of url."""
+    outside = tmp_path / "unpacked"
+    planted_copy(unpacked[MODEL], outside, tmp_path / "ran")
+    with Server.throwaway(model_store, tmp_path / "ts", enable_model_api="false") as off:
+        client = off.client()
+        for url in (str(outside), f"{MODEL}.mar", str(model_store / f"{MODEL}.mar")):
+            response = call(off, client, f"/models?url={url}&model_name=probe&synchronous=true", api="management")
+            record("security", check="model API off: register", expected="405", seen=response.status_code)
+            assert response.status_code == 405, (url, response.text)
+        assert client.list_models() == [] and not (tmp_path / "ran").exists()
+
+
+def test_the_config_states_truthfully_what_registration_loads():
+    """config.properties once said absolute paths are looked up inside the model store only."""
+    text = (ROOT / "config.properties").read_text()
+    assert "inside the model store only" not in text
+    assert "directory" in text and "code execution" in text
+
+
+HAMMER = """
+import sys, time
+from pathlib import Path
+from client.api import TorchServeClient
+ts = TorchServeClient.from_config(Path(sys.argv[1]), key_file=Path(sys.argv[2]))
+calls = failures = 0
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    calls += 1
+    try:
+        ts.ping() if sys.argv[4] == "inference" else ts.list_models()
+    except Exception as err:
+        failures += 1
+        print(type(err).__name__, str(err)[:200], file=sys.stderr)
+print(calls, failures)
+"""
+
+
+def test_keys_by_role_renew_across_processes_without_a_refusal(model_store, tmp_path):
+    """Issue 22 findings 2 and 9: with 6-second keys, one renewer keeps an inference-only key file
+    fresh (mode 640, no API or management key in it); admin and inference clients in separate
+    processes all get answers for SECONDS s (before: 4 of 5,059 calls refused)."""
+    seconds = 15
+    with Server.throwaway(model_store, tmp_path / "ts", token_expiration_min="0.1") as running:
+        role = tmp_path / "keys" / "inference.json"
+        renew = [sys.executable, "-m", "client.keys", "renew", "--config", str(running.config)]
+        renew += ["--key-file", str(running.key_file), "--out", str(role), "--every", "0.5"]
+        renewer = subprocess.Popen(renew, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 30
+            while not role.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            files = {"admin": running.key_file, "inference": role}
+            roles = ["admin", "admin", "inference", "inference", "inference"]
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-c", HAMMER, str(running.config), str(files[r]), str(seconds), r],
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for r in roles
+            ]
+            counts = [tuple(map(int, p.communicate(timeout=seconds + 120)[0].split())) for p in procs]
+        finally:
+            renewer.terminate()
+            renewer.wait(30)
+        held = json.loads(role.read_text())
+    calls, failures = sum(c for c, _ in counts), sum(f for _, f in counts)
+    record(
+        "security", check="6-second keys, 5 processes, one renewer", expected="0 refused", seen=f"{failures}/{calls}"
+    )
+    print(f"keys by role: {failures} of {calls} calls failed")
+    assert set(held) == {"inference"} and role.stat().st_mode & 0o777 == 0o640, (set(held), oct(role.stat().st_mode))
+    assert calls > 0 and failures == 0, counts
