@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from client.trust import ENV as DIGEST_ENV
-from client.trust import sha256_file
+from client.trust import record_digest, sha256_file
 from export.archive import check_archive
 from export.paths import BUILD, MODEL_STORE, ROOT, model_names
 from export.spec import load_spec
@@ -215,6 +215,7 @@ def write_repository(name: str, out: Path, storage_uri: str, store: Path = MODEL
     (folder / "config").mkdir(parents=True)
     (folder / "model-store").mkdir()
     shutil.copy2(archive, folder / "model-store" / archive.name)
+    record_digest(folder / "model-store", folder / "model-store" / archive.name)  # KIT_ARCHIVE_DIGESTS wins
     (folder / "config" / "config.properties").write_text(repository_config(name))
     service = pinned_service(inference_service(name, storage_uri), archive)
     (folder / "inferenceservice.yaml").write_text(yaml.safe_dump(service, sort_keys=False))
