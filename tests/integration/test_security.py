@@ -307,17 +307,24 @@ def test_what_the_management_api_loads_with_the_model_api_on(
         assert ran == bool(marker), (url, ran)
 
 
-def test_with_the_model_api_off_nothing_is_registered(model_store, unpacked, tmp_path):
+@pytest.fixture(scope="module")
+def locked_down(model_store, tmp_path_factory):
+    """A second throwaway server, as production runs: the model API off; and 6-second keys."""
+    folder = tmp_path_factory.mktemp("locked")
+    with Server.throwaway(model_store, folder, enable_model_api="false", token_expiration_min="0.1") as running:
+        yield running
+
+
+def test_with_the_model_api_off_nothing_is_registered(locked_down, model_store, unpacked, tmp_path):
     """The production setting (image, KServe): POST /models answers 405 for every kind of url."""
     outside = tmp_path / "unpacked"
     planted_copy(unpacked[MODEL], outside, tmp_path / "ran")
-    with Server.throwaway(model_store, tmp_path / "ts", enable_model_api="false") as off:
-        client = off.client()
-        for url in (str(outside), f"{MODEL}.mar", str(model_store / f"{MODEL}.mar")):
-            response = call(off, client, f"/models?url={url}&model_name=probe&synchronous=true", api="management")
-            record("security", check="model API off: register", expected="405", seen=response.status_code)
-            assert response.status_code == 405, (url, response.text)
-        assert client.list_models() == [] and not (tmp_path / "ran").exists()
+    client = locked_down.client()
+    for url in (str(outside), f"{MODEL}.mar", str(model_store / f"{MODEL}.mar")):
+        response = call(locked_down, client, f"/models?url={url}&model_name=probe&synchronous=true", api="management")
+        record("security", check="model API off: register", expected="405", seen=response.status_code)
+        assert response.status_code == 405, (url, response.text)
+    assert client.list_models() == [] and not (tmp_path / "ran").exists()
 
 
 def test_the_config_states_truthfully_what_registration_loads():
@@ -345,36 +352,35 @@ print(calls, failures)
 """
 
 
-def test_keys_by_role_renew_across_processes_without_a_refusal(model_store, tmp_path):
+def test_keys_by_role_renew_across_processes_without_a_refusal(locked_down, tmp_path):
     """Issue 22 findings 2 and 9: with 6-second keys, one renewer keeps an inference-only key file
     fresh (mode 640, no API or management key in it); admin and inference clients in separate
-    processes all get answers for SECONDS s (before: 4 of 5,059 calls refused)."""
-    seconds = 15
-    with Server.throwaway(model_store, tmp_path / "ts", token_expiration_min="0.1") as running:
-        role = tmp_path / "keys" / "inference.json"
-        renew = [sys.executable, "-m", "client.keys", "renew", "--config", str(running.config)]
-        renew += ["--key-file", str(running.key_file), "--out", str(role), "--every", "0.5"]
-        renewer = subprocess.Popen(renew, cwd=ROOT)
-        try:
-            deadline = time.monotonic() + 30
-            while not role.exists() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            files = {"admin": running.key_file, "inference": role}
-            roles = ["admin", "admin", "inference", "inference", "inference"]
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, "-c", HAMMER, str(running.config), str(files[r]), str(seconds), r],
-                    cwd=ROOT,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-                for r in roles
-            ]
-            counts = [tuple(map(int, p.communicate(timeout=seconds + 120)[0].split())) for p in procs]
-        finally:
-            renewer.terminate()
-            renewer.wait(30)
-        held = json.loads(role.read_text())
+    processes all get answers for 10 s (before: 4 of 5,059 calls refused in 20 s)."""
+    seconds, running = 10, locked_down  # the module's server
+    role = tmp_path / "keys" / "inference.json"
+    renew = [sys.executable, "-m", "client.keys", "renew", "--config", str(running.config)]
+    renew += ["--key-file", str(running.key_file), "--out", str(role), "--every", "0.5"]
+    renewer = subprocess.Popen(renew, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while not role.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        files = {"admin": running.key_file, "inference": role}
+        roles = ["admin", "admin", "inference", "inference", "inference"]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", HAMMER, str(running.config), str(files[r]), str(seconds), r],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for r in roles
+        ]
+        counts = [tuple(map(int, p.communicate(timeout=seconds + 120)[0].split())) for p in procs]
+    finally:
+        renewer.terminate()
+        renewer.wait(30)
+    held = json.loads(role.read_text())
     calls, failures = sum(c for c, _ in counts), sum(f for _, f in counts)
     record(
         "security", check="6-second keys, 5 processes, one renewer", expected="0 refused", seen=f"{failures}/{calls}"
