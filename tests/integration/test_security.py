@@ -272,7 +272,8 @@ def planted_copy(unpacked_dir, target, marker) -> None:
     """The unpacked archive copied to ``target`` with a handler.py that writes ``marker`` when imported."""
     shutil.copytree(unpacked_dir, target)
     handler = target / "handler.py"
-    handler.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n" + handler.read_text())
+    # Appended: the handler may start with `from __future__`, which must stay first.
+    handler.write_text(handler.read_text() + f"\nimport pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n")
 
 
 def test_what_the_management_api_loads_with_the_model_api_on(
