@@ -122,8 +122,8 @@ class RuntimeProcess:
             raise RuntimeError(f"the runtime exited ({self.process.returncode}); see {self.work}/container.log")
 
     def warm_state(self) -> dict:
-        """What warm-up recorded (client.health writes it in the server's TMPDIR)."""
-        path = self.work / "tmp" / f"torchserve-kit-warm-{self.ports['management']}.json"
+        """What warm-up recorded (client.health writes it in a private folder of the server's TMPDIR)."""
+        path = self.work / "tmp" / f"torchserve-kit-{os.geteuid()}" / f"warm-{self.ports['management']}.json"
         return json.loads(path.read_text())
 
     def workers(self) -> list[psutil.Process]:
