@@ -61,6 +61,7 @@ model_store/%.mar: build/%/manifest.json
 
 ## archive: build and check model_store/<served name>.mar for every model in FORMAT (FORMAT=all: every format)
 archive: $(SERVED:%=model_store/%.mar)
+	@$(PY) -m client.trust --pin-missing --model-store model_store
 
 ## serve: start TorchServe, register every model (in FORMAT; rebuilt archives are re-registered), print one prediction each
 serve: archive
@@ -246,7 +247,7 @@ image-context: archive $(CONTEXT)/wheelhouse/.done
 	mkdir -p $(CONTEXT)/client $(CONTEXT)/model-store
 	cp client/*.py $(CONTEXT)/client/
 	cp deploy/container/start.sh deploy/container/config.properties requirements-runtime.txt $(CONTEXT)/
-	cp $(SERVED:%=model_store/%.mar) $(CONTEXT)/model-store/
+	cp $(SERVED:%=model_store/%.mar) model_store/SHA256SUMS $(CONTEXT)/model-store/
 
 ## image: build the container image IMAGE (podman; every archive in FORMAT; BASE_IMAGE=local or a registry image)
 # --format docker: the OCI image format has no HEALTHCHECK, and podman would drop it.
@@ -313,3 +314,30 @@ image-cuda: image-context $(CUDA_CONTEXT)/wheelhouse/.done | container-tools
 	cp -r $(CONTEXT)/client $(CONTEXT)/model-store $(CONTEXT)/start.sh $(CONTEXT)/config.properties $(CUDA_CONTEXT)/
 	cp requirements-cuda.txt $(CUDA_CONTEXT)/requirements-runtime.txt  # the name the Containerfile installs from
 	$(PODMAN) build --format docker --network host --build-arg BASE=$(CUDA_BASE) -f Containerfile -t $(CUDA_IMAGE) $(CUDA_CONTEXT)
+
+# --- Security: the reverse proxy (deploy/proxy/, docs/SECURITY.md) -------------------------------
+# nginx (Debian's package) in front of the inference API: TLS, header/body timeouts, per-client
+# connection and rate limits, max_request_size at the edge. The management API never goes through it.
+PROXY_DIR    ?= build/proxy
+PROXY_LISTEN ?= 8443
+.PHONY: proxy proxy-cert proxy-tools proxy-stop
+test: proxy-tools
+
+proxy-tools:
+	@command -v nginx >/dev/null || { echo "installing nginx-light, the reverse proxy"; \
+	  apt-get update -qq && apt-get install -y -qq nginx-light; }
+
+## proxy-cert: a self-signed certificate for the proxy in build/proxy/ (replace with your own in production)
+proxy-cert: venv
+	$(PY) -m deploy.proxy cert --dir $(PROXY_DIR)
+
+## proxy: start nginx on PROXY_LISTEN (default 8443, TLS) in front of `make serve`'s inference API
+proxy: venv proxy-tools $(if $(wildcard $(PROXY_DIR)/cert.pem),,proxy-cert)
+	$(PY) -m deploy.proxy render --dir $(PROXY_DIR) --listen $(PROXY_LISTEN) \
+	  --upstream $$($(PY) -c "from client.api import read_properties as r; print(r('config.properties')['inference_address'].split('//')[1])")
+	nginx -p $(CURDIR)/$(PROXY_DIR) -c $(CURDIR)/$(PROXY_DIR)/nginx.conf
+	@echo "proxy: https://127.0.0.1:$(PROXY_LISTEN)/predictions/<model> (stop with: make proxy-stop)"
+
+## proxy-stop: stop the proxy `make proxy` started
+proxy-stop:
+	-nginx -p $(CURDIR)/$(PROXY_DIR) -c $(CURDIR)/$(PROXY_DIR)/nginx.conf -s quit

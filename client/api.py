@@ -59,7 +59,9 @@ class TorchServeClient:
     """Inference and management calls; tokens come from TorchServe's ``key_file.json``.
 
     Keys renew: a key the file says expires within seconds, or one the server refuses, is replaced
-    through TorchServe's token API (with the file's API key) and the call is sent once more.
+    through TorchServe's token API (with the file's API key) and the call is sent once more. A key
+    file without the API key (an inference client's, written by ``python -m client.keys renew``) is
+    never renewed from here: a refused key is replaced by the renewer's next one.
     Proxy variables (HTTP(S)_PROXY) are ignored: the bearer key goes to the server and nowhere else.
     """
 
@@ -90,7 +92,8 @@ class TorchServeClient:
         if self.keys is None or not self.keys.exists():
             return None
         key = self.keys.key(api)
-        return (self.renew(api, key.value) if key.expiring() else key).value
+        # Only a holder of the API key renews; an inference client waits for the renewer (client/keys.py).
+        return (self.renew(api, key.value) if key.expiring() and self.keys.holds("API") else key).value
 
     def auth_headers(self, api: str) -> dict[str, str]:
         """``{"Authorization": "Bearer <key>"}`` for code that sends its own requests (empty: tokens off)."""
@@ -99,8 +102,11 @@ class TorchServeClient:
 
     def renew(self, api: str, stale: str) -> Key:
         """A new ``api`` key from the token API, unless another thread or process already replaced
-        ``stale`` with one that is not about to expire (each renewal voids the key before it)."""
-        with self.keys.lock:
+        ``stale`` with one that is not about to expire (each renewal voids the key before it). Without
+        the API key in the file, the key the renewer writes next."""
+        if not self.keys.holds("API"):
+            return self.keys.wait_for_new(api, stale)
+        with self.keys.renewing():  # across threads and processes
             current = self.keys.key(api)
             if current.value != stale and not current.expiring():
                 return current

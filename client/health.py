@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ import psutil
 import requests
 
 from client.api import TorchServeClient, TorchServeError, read_properties
+from client.keys import read_private, write_role_file
 from client.samples import archive_samples
 
 PROBE_TIMEOUT_S = 5.0
@@ -67,15 +69,30 @@ def frontend_identity(management_url: str) -> str | None:
 
 
 def state_file(management_url: str) -> Path:
-    """Where warm-up records what it did ($KIT_HEALTH_STATE, else one file per management port in TMPDIR)."""
-    default = Path(tempfile.gettempdir()) / f"torchserve-kit-warm-{urlsplit(management_url).port}.json"
-    return Path(os.environ.get("KIT_HEALTH_STATE", default))
+    """Where warm-up records what it did ($KIT_HEALTH_STATE, else one file per management port in a
+    folder of this user's under TMPDIR, mode 700: no one else can plant or read it)."""
+    if os.environ.get("KIT_HEALTH_STATE"):
+        return Path(os.environ["KIT_HEALTH_STATE"])
+    return private_dir() / f"warm-{urlsplit(management_url).port}.json"
+
+
+def private_dir() -> Path:
+    """``$TMPDIR/torchserve-kit-<uid>``, created mode 700; refused if it is a symlink or not ours."""
+    path = Path(tempfile.gettempdir()) / f"torchserve-kit-{os.geteuid()}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise PermissionError(f"{path} is not a private folder of this user (symlink, owner or mode)")
+    return path
 
 
 def warmed(path: Path, identity: str | None) -> dict:
     """The models warmed up since this frontend started: ``{"model/version": record}``."""
     try:
-        state = json.loads(path.read_text())
+        state = json.loads(read_private(path))
     except (OSError, ValueError):
         return {}
     return state.get("models", {}) if identity and state.get("frontend") == identity else {}
@@ -173,11 +190,9 @@ def warmup(ts: TorchServeClient, store: Path, state: Path, timeout: float) -> di
 
 
 def write_state(path: Path, identity: str, models: dict) -> None:
-    """Replace the state file in one step (a probe may read it at any moment)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"frontend": identity, "models": models}, indent=2))
-    tmp.replace(path)
+    """Replace the state file in one step (a probe may read it at any moment), never following a
+    symlink planted at its name."""
+    write_role_file(path, {"frontend": identity, "models": models}, mode=0o600)
 
 
 def draining_mark(state: Path) -> Path:

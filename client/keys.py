@@ -5,20 +5,37 @@ each with an ``expiration time`` (``token_expiration_min`` after it was made), a
 never expires. It never renews a key by itself. ``GET <management>/token?type=inference`` (or
 ``management``), sent with the API key, makes a new key of that type and rewrites the file; the answer
 carries no key, so the file is read again afterwards. See pytorch/serve docs/token_authorization_api.md.
+
+Keys by role (docs/SECURITY.md): the API key mints management keys, so only the server's user holds it.
+``python -m client.keys renew`` runs as that user, keeps the inference key fresh and copies it alone into
+a file inference clients can read (mode 640); an inference client given that file never renews, it
+waits for the renewer. Renewals across processes take a lock file beside the key file, and a key file
+that is a symlink, group/world-writable, or owned by anyone but this user or root (or $KIT_KEY_OWNER)
+is refused.
 """
 
 from __future__ import annotations
 
+import argparse
+import fcntl
 import json
+import os
+import pwd
 import re
+import stat
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 # Renew this long before the written expiry: a request sent just before it must not arrive after it.
 RENEW_MARGIN_S = 5.0
+# How long a client without the API key waits for the renewer to replace a refused key.
+WAIT_FOR_RENEWER_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -44,22 +61,68 @@ def parse_expiry(text: str | None) -> datetime | None:
     return datetime.fromisoformat(match.group(1)).replace(microsecond=micro, tzinfo=UTC)
 
 
+class KeyFileRefused(PermissionError):
+    """The key file is a symlink, writable by others, or owned by an untrusted user."""
+
+
+def trusted_owners() -> set[int]:
+    """This user, root, and $KIT_KEY_OWNER (a user name or uid: the renewer, for inference clients)."""
+    owners = {os.geteuid(), 0}
+    named = os.environ.get("KIT_KEY_OWNER", "").strip()
+    if named:
+        owners.add(int(named) if named.isdigit() else pwd.getpwnam(named).pw_uid)
+    return owners
+
+
+def read_private(path: Path) -> str:
+    """The text of ``path``, refused (KeyFileRefused) unless it is a regular file, not a symlink,
+    writable by its owner only, and owned by a trusted user."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        if Path(path).is_symlink():
+            raise KeyFileRefused(f"{path} is a symlink; a key file must be a regular file") from err
+        raise
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileRefused(f"{path} is not a regular file")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise KeyFileRefused(f"{path} is writable by group or others (mode {info.st_mode & 0o777:o})")
+        if info.st_uid not in trusted_owners():
+            raise KeyFileRefused(f"{path} is owned by uid {info.st_uid}; set KIT_KEY_OWNER to trust its owner")
+        return file.read().decode("utf-8")
+
+
 class KeyFile:
     """Reads ``key_file.json`` afresh on every call (the server rewrites it on renewal)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.lock = threading.Lock()  # one renewal at a time per process: each renewal voids the previous key
+        self.lock = threading.Lock()  # one renewal at a time per process; the lock file, across processes
 
     def exists(self) -> bool:
-        return self.path.exists()
+        return self.path.exists() or self.path.is_symlink()
+
+    @contextmanager
+    def renewing(self) -> Iterator[None]:
+        """Hold the thread lock and ``<key file>.lock`` (fcntl): each renewal voids the key before it,
+        so two processes renewing at once would each void the other's new key."""
+        with self.lock:
+            lock_path = self.path.with_name(self.path.name + ".lock")
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the flock
 
     def read(self) -> dict:
         """The parsed file. TorchServe truncates and rewrites it, so a read may catch it half
         written: try again briefly before giving up."""
         for attempt in range(20):
             try:
-                return json.loads(self.path.read_text())
+                return json.loads(read_private(self.path))
             except json.JSONDecodeError:
                 if attempt == 19:
                     raise
@@ -70,3 +133,65 @@ class KeyFile:
         """``inference``, ``management`` or ``API``."""
         entry = self.read()[api]
         return Key(entry["key"], parse_expiry(entry.get("expiration time")))
+
+    def holds(self, api: str) -> bool:
+        return api in self.read()
+
+    def wait_for_new(self, api: str, stale: str, timeout: float = WAIT_FOR_RENEWER_S) -> Key:
+        """For a client without the API key: the key the renewer writes in place of ``stale`` (or,
+        after ``timeout`` seconds, whatever the file holds: the server's refusal then says why)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            key = self.key(api)
+            if key.value != stale or time.monotonic() > deadline:
+                return key
+            time.sleep(0.1)
+
+
+def write_role_file(path: Path, entries: dict, mode: int = 0o640) -> None:
+    """Replace ``path`` in one step with ``entries`` (never following a symlink planted there)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "w") as file:
+        os.fchmod(fd, mode)  # not narrowed by the umask
+        json.dump(entries, file)
+    os.replace(tmp, path)
+
+
+def renew_into(ts, out: Path, mode: int) -> str:
+    """Renew the inference key if it expires soon, then copy it alone into ``out``; returns the key."""
+    key = ts.token("inference")  # renews (under the lock file) when expiring
+    entry = ts.keys.read()["inference"]
+    try:
+        current = json.loads(read_private(out)).get("inference", {}).get("key")
+    except (OSError, ValueError):
+        current = None
+    if current != entry["key"]:
+        write_role_file(out, {"inference": entry}, mode)
+    return key
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``renew``: keep ``--out`` holding a fresh inference key (and nothing else), until stopped."""
+    from client.api import TorchServeClient  # client.api imports this module
+
+    p = argparse.ArgumentParser(prog="python -m client.keys", description="The inference-key renewer.")
+    p.add_argument("command", choices=("renew",))
+    p.add_argument("--config", type=Path, default=Path("config.properties"))
+    p.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="the server's (holds the API key)")
+    p.add_argument("--out", type=Path, required=True, help="the inference clients' key file")
+    p.add_argument("--mode", default="640", help="of --out, octal (default 640: owner and group read)")
+    p.add_argument("--every", type=float, default=1.0, help="seconds between checks (default 1)")
+    p.add_argument("--once", action="store_true")
+    args = p.parse_args(argv)
+    ts = TorchServeClient.from_config(args.config, key_file=args.key_file)
+    while True:
+        renew_into(ts, args.out, int(args.mode, 8))
+        if args.once:
+            return 0
+        time.sleep(args.every)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,6 +30,19 @@ from client.health import workers_ready
 TORCHSERVE = Path(sys.executable).parent / "torchserve"
 STARTUP_TIMEOUT = 180.0  # s: two busy cores, a JVM and one Python worker per model
 LOG_TAIL = 40  # lines of each log printed when a throwaway server fails
+OUT_LIMIT = 10 * 1024 * 1024  # bytes of torchserve.out kept before it is rotated at the next start
+
+
+def rotate(path: Path, limit: int = OUT_LIMIT, keep: int = 3) -> None:
+    """Before a start: ``path`` over ``limit`` bytes becomes ``path.1`` (``.1`` -> ``.2``...; ``keep``
+    kept). The frontend's console copy of ts_log.log lands there and log4j never rotates it."""
+    if not path.exists() or path.stat().st_size <= limit:
+        return
+    for n in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{n + 1}"))
+    path.replace(path.with_name(f"{path.name}.1"))
 
 
 class ServerError(RuntimeError):
@@ -144,6 +157,7 @@ class Server:
         command = [str(TORCHSERVE), "--start", "--model-store", str(self.model_store)]
         command += [] if restore else ["--ts-config", str(self.config)]
         command += [] if snapshots else ["--ncs"]
+        rotate(self.log_dir / "torchserve.out")
         private = os.open(self.log_dir / "torchserve.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with open(private, "ab") as out:
             # Redirected: torchserve --start leaves a server attached to our stdout otherwise.

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from client.trust import ENV as DIGEST_ENV
+from client.trust import record_digest, sha256_file
 from export.archive import check_archive
 from export.paths import BUILD, MODEL_STORE, ROOT, model_names
 from export.spec import load_spec
@@ -39,6 +41,10 @@ INFERENCE_PORT = 8080  # the container config's inference_address
 QUEUE_PROXY_PORTS = (8012, 8013)
 AUTOSCALER_METRICS_PORT = 9090
 INGRESS_NAMESPACES = ("istio-system", "knative-serving")  # the ingress gateway; the activator
+# The pods themselves, by their standard labels: Istio's ingress gateway and Knative's activator.
+INGRESS_PODS = (("istio-system", {"istio": "ingressgateway"}), ("knative-serving", {"app": "activator"}))
+METRICS_PORT = 8082  # TorchServe's Prometheus metrics (docs/SCALING.md)
+MONITORING = "monitoring"  # the namespace Prometheus scrapes from
 
 
 def repository_config(name: str) -> str:
@@ -62,7 +68,7 @@ def model_snapshot(name: str) -> dict:
 
 def probe(check: str, period: int, failures: int) -> dict:
     """An exec probe running ``python -m client.health <check>`` in the container (no token needed)."""
-    command = ["python", "-m", "client.health", check]
+    command = ["python", "-P", "-m", "client.health", check]  # -P: never import from the working directory
     return {"exec": {"command": command}, "periodSeconds": period, "timeoutSeconds": 10, "failureThreshold": failures}
 
 
@@ -86,16 +92,44 @@ def serving_runtime(image: str) -> dict:
         },
         "resources": {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
     }
-    return {
-        "apiVersion": "serving.kserve.io/v1alpha1",
-        "kind": "ServingRuntime",
-        "metadata": {"name": RUNTIME},
-        "spec": {
-            "supportedModelFormats": [{"name": RUNTIME, "version": "1", "autoSelect": True}],
-            "protocolVersions": ["v1", "v2"],
-            "containers": [container],
-        },
-    }
+    return harden(
+        {
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "ServingRuntime",
+            "metadata": {"name": RUNTIME},
+            "spec": {
+                "supportedModelFormats": [{"name": RUNTIME, "version": "1", "autoSelect": True}],
+                "protocolVersions": ["v1", "v2"],
+                "containers": [container],
+            },
+        }
+    )
+
+
+# Writable places in a read-only container: TorchServe's logs, and /tmp (archives unpacked there, the
+# JVM's and Python's temp files, the warm-up state). Sizes bound what a handler or a flood can write.
+SCRATCH = {"logs": ("/var/log/torchserve", "1Gi"), "tmp": ("/tmp", "4Gi")}
+EPHEMERAL = {"requests": "1Gi", "limits": "6Gi"}  # above the emptyDirs together: logs + tmp
+
+
+def harden(runtime: dict) -> dict:
+    """Issue 22 findings 7 and 11: a read-only root filesystem with emptyDirs for logs and /tmp, the
+    runtime's default seccomp profile, ephemeral-storage limits, and probes that never import from a
+    folder the server can write (PYTHONSAFEPATH, a root-owned working directory)."""
+    spec, container = runtime["spec"], runtime["spec"]["containers"][0]
+    spec["volumes"] = [{"name": n, "emptyDir": {"sizeLimit": size}} for n, (_, size) in SCRATCH.items()]
+    container["volumeMounts"] = [{"name": n, "mountPath": path} for n, (path, _) in SCRATCH.items()]
+    container["securityContext"] |= {"readOnlyRootFilesystem": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    for kind, size in EPHEMERAL.items():
+        container["resources"].setdefault(kind, {})["ephemeral-storage"] = size
+    container["workingDir"] = "/srv/torchserve"  # root-owned and read-only: nothing planted there
+    container["env"] += [
+        {"name": "PYTHONSAFEPATH", "value": "1"},  # `python -m` does not put the working directory first
+        {"name": "LOG_LOCATION", "value": SCRATCH["logs"][0]},
+        {"name": "METRICS_LOCATION", "value": SCRATCH["logs"][0]},
+        {"name": "TMPDIR", "value": "/tmp"},
+    ]
+    return runtime
 
 
 def k8s_name(name: str) -> str:
@@ -125,28 +159,50 @@ def inference_service(name: str, storage_uri: str) -> dict:
     }
 
 
+def pinned_service(service: dict, archive: Path) -> dict:
+    """The InferenceService carrying its archive's sha256 (KIT_ARCHIVE_DIGESTS): the container refuses
+    to start on an archive in the bucket with another digest (client/trust.py)."""
+    line = f"{sha256_file(archive)}  {archive.name}"
+    service["spec"]["predictor"]["model"]["env"] = [{"name": DIGEST_ENV, "value": line}]
+    return service
+
+
+def pods(namespace: str, labels: dict) -> dict:
+    """A NetworkPolicy peer: the pods with ``labels`` in ``namespace``."""
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "podSelector": {"matchLabels": labels},
+    }
+
+
 def network_policy(names: list[str]) -> dict:
-    """Admit only the ingress gateway and the activator to the inference ports of these models' pods
-    (the management API listens on loopback inside the pod and is not reachable at all)."""
-
-    def namespace(ns: str) -> dict:
-        return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
-
-    from_ingress = [namespace(ns) for ns in INGRESS_NAMESPACES]
+    """Issue 22 finding 6. Ingress: the inference ports from the ingress gateway and Knative's activator
+    pods only (by label), the queue-proxy's metrics from the autoscaler, TorchServe's metrics (8082) from
+    the monitoring namespace. Egress: DNS only, so a compromised handler reaches neither the cloud's
+    metadata service nor the API server (add your bucket's endpoint for the storage initializer). Inside
+    the pod inference has no token: this policy is what keeps other pods out."""
     ports = [{"protocol": "TCP", "port": p} for p in (INFERENCE_PORT, *QUEUE_PROXY_PORTS)]
-    autoscaler = namespace("knative-serving")
     selector = {"key": "serving.kserve.io/inferenceservice", "operator": "In", "values": [k8s_name(n) for n in names]}
+    dns = [{"protocol": proto, "port": 53} for proto in ("UDP", "TCP")]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {"name": f"{RUNTIME}-inference-only"},
         "spec": {
             "podSelector": {"matchExpressions": [selector]},
-            "policyTypes": ["Ingress"],
+            "policyTypes": ["Ingress", "Egress"],
             "ingress": [
-                {"from": from_ingress, "ports": ports},
-                {"from": [autoscaler], "ports": [{"protocol": "TCP", "port": AUTOSCALER_METRICS_PORT}]},
+                {"from": [pods(ns, labels) for ns, labels in INGRESS_PODS], "ports": ports},
+                {
+                    "from": [pods("knative-serving", {"app": "autoscaler"})],
+                    "ports": [{"protocol": "TCP", "port": AUTOSCALER_METRICS_PORT}],
+                },
+                {
+                    "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING}}}],
+                    "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
+                },
             ],
+            "egress": [{"to": [pods("kube-system", {"k8s-app": "kube-dns"})], "ports": dns}],
         },
     }
 
@@ -194,8 +250,9 @@ def write_repository(
     (folder / "config").mkdir(parents=True)
     (folder / "model-store").mkdir()
     shutil.copy2(archive, folder / "model-store" / archive.name)
+    record_digest(folder / "model-store", folder / "model-store" / archive.name)  # KIT_ARCHIVE_DIGESTS wins
     (folder / "config" / "config.properties").write_text(repository_config(name))
-    service = inference_service(name, storage_uri)
+    service = pinned_service(inference_service(name, storage_uri), archive)
     service = gpu_service(service, gpu_values or {}) if declares_gpu(name) else service
     (folder / "inferenceservice.yaml").write_text(yaml.safe_dump(service, sort_keys=False))
     return folder

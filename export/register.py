@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from client.api import TorchServeClient, TorchServeError
+from client.trust import verify_archive
 from client.updates import KEEP_OLD_VERSIONS, UpdateError, Updater
 from client.versions import History
 from export.paths import CONFIG, MODEL_STORE, ROOT
@@ -37,6 +38,7 @@ def sync(
     updater = Updater(ts, store, history, keep, log_dir=LOGS if record == RECORD else None)
     registered = {m["modelName"] for m in ts.list_models()}
     for name in names:
+        verify_archive(store, name)  # its digest pinned by `make archive` (client/trust.py)
         if name in registered and not history.model(name)["defaults"] and not force:
             print(f"{name}: registered outside `make`; to serve model_store/{name}.mar: make reload MODEL={name}")
             continue

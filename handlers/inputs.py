@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from handlers.errors import InvalidInput, MalformedRequest, RequestError, UnsupportedMediaType, excerpt
+from handlers.guards import check_image_structure, decode_budget  # noqa: F401 - codecs import decode_budget here
 from handlers.schema import MAX_DEPTH
 
 # Pillow can decode dozens of formats; only these two are accepted, so no other decoder ever runs.
@@ -119,13 +120,16 @@ def decode_image(
 ) -> np.ndarray:
     """Image bytes (one of ``formats``) as a uint8 array in ``mode`` (``L``: [H, W]; ``RGB``: [H, W, 3]),
     resized to ``size`` (width, height; None: as sent); larger than ``max_pixels`` is refused from
-    the header, before any pixel is decoded. Every image decoded by the handlers goes through here."""
+    the header, before any pixel is decoded; so are inputs whose decode would cost more than their pixel
+    count (handlers/guards.py), and a decode past its time budget. Every image the handlers decode goes
+    through here."""
     from PIL import Image  # Pillow is imported only by the image models that need it.
 
     if not isinstance(value, (bytes, bytearray)):
         raise UnsupportedMediaType("expected image bytes (image/png or image/jpeg)")
     try:
-        with Image.open(io.BytesIO(value), formats=formats) as image:
+        check_image_structure(value)
+        with decode_budget("the image"), Image.open(io.BytesIO(value), formats=formats) as image:
             width, height = image.size
             if width * height > max_pixels:
                 raise InvalidInput(f"image is {width}x{height} pixels; at most {max_pixels} pixels are accepted")

@@ -70,6 +70,7 @@ def run_load(
 
     def worker() -> None:
         session = requests.Session()
+        session.trust_env = False  # no HTTP(S)_PROXY: the bearer key goes to the server only
         while (i := _next(counter, lock)) < total:
             headers = client.auth_headers("inference")  # per request: a run may outlive a key (renewed)
             own = by_model[models[i % len(models)]]  # every model gets an equal share

@@ -12,6 +12,9 @@
 set -eu
 # Files the server writes (logs, a key file if tokens are turned on) are private to its user.
 umask 077
+# Refuse to start on a config that changes the image's security settings (a KServe bucket's), or an
+# archive whose sha256 is not the one pinned by `make archive` / the InferenceService (client/trust.py).
+python -m client.trust --baked "${KIT_BAKED_CONFIG:-/srv/torchserve/config.properties}" "$@"
 # In a subshell, so the warm-up is handed to PID 1 (tini), which reaps it when it ends; the
 # torchserve launcher would leave it a zombie.
 (python -m client.health warmup --timeout "${KIT_WARMUP_TIMEOUT:-600}" &)

@@ -124,7 +124,7 @@ def test_the_image_serves_a_repository_as_the_runtime_says(kserve_out, server, c
         waited = container.wait("ready", True, READY_TIMEOUT)
         assert podman("healthcheck", "run", container.name, check=False).returncode == 0  # the image's HEALTHCHECK
         assert container.probe("live").returncode == 0
-        state_file = f"/tmp/torchserve-kit-warm-{container.ports['management']}.json"
+        state_file = f"/tmp/torchserve-kit-10001/warm-{container.ports['management']}.json"  # the image's uid
         state = json.loads(container.python(f"print(open({state_file!r}).read())"))
         (record,) = state["models"].values()
         assert record["samples"] == len(samples(name))

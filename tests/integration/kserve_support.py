@@ -62,6 +62,12 @@ class KServeStyleServer(Server):
         return TorchServeClient(self.address("inference"), self.address("management"), key_file=None, **kwargs)
 
 
+def service_env(repo: Path) -> dict:
+    """The env the repository's InferenceService adds to the container (its pinned archive digest)."""
+    service = yaml.safe_load((repo / "inferenceservice.yaml").read_text())
+    return {e["name"]: e["value"] for e in service["spec"]["predictor"]["model"].get("env", [])}
+
+
 @dataclass
 class RuntimeProcess:
     """The ServingRuntime's container command (entry point, its args and env), run from the venv with
@@ -88,8 +94,9 @@ class RuntimeProcess:
             "LOG_LOCATION": str(self.work / "logs"),
             "METRICS_LOCATION": str(self.work / "logs"),
             "TS_MODEL_STORE": str(self.repo / "model-store"),  # the config says /mnt/models/model-store
+            "KIT_BAKED_CONFIG": str(ROOT / "deploy" / "container" / "config.properties"),  # the image's
         }
-        return os.environ | spec | local | port_overrides(self.ports)
+        return os.environ | spec | service_env(self.repo) | local | port_overrides(self.ports)
 
     def start(self) -> None:
         args = [self.mounted(a) for a in self.container.get("args", [])]
@@ -115,8 +122,8 @@ class RuntimeProcess:
             raise RuntimeError(f"the runtime exited ({self.process.returncode}); see {self.work}/container.log")
 
     def warm_state(self) -> dict:
-        """What warm-up recorded (client.health writes it in the server's TMPDIR)."""
-        path = self.work / "tmp" / f"torchserve-kit-warm-{self.ports['management']}.json"
+        """What warm-up recorded (client.health writes it in a private folder of the server's TMPDIR)."""
+        path = self.work / "tmp" / f"torchserve-kit-{os.geteuid()}" / f"warm-{self.ports['management']}.json"
         return json.loads(path.read_text())
 
     def workers(self) -> list[psutil.Process]:

@@ -11,17 +11,21 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 
 import pytest
 import requests
 import torch
 
+from client.server import Server
 from export.paths import ROOT
 from reliability.record import record
 from tests.conftest import MODELS
-from tests.integration.reliability_support import call, error_of, wait_for_log
+from tests.integration.reliability_support import call, error_of, wait_for_log, worker_pids
 from tests.support import assert_matches, assert_same_answer, checked_samples, samples, tolerance
+from tests.unit.test_decode_guards import progressive_bomb
 
 MODEL = MODELS[0]
 
@@ -229,3 +233,159 @@ def test_the_key_file_is_private_and_never_printed(server, client, registered):
     for key in keys.values():
         assert not any(key in out for out in outputs), "the client printed a key"
         assert key not in logs, "a key is in the server's logs"
+
+
+IMAGE_MODELS = [m for m in MODELS if any(s.content_type in ("image/jpeg", "image/png") for s in samples(m))]
+
+
+@pytest.mark.parametrize("model", IMAGE_MODELS)
+def test_a_progressive_jpeg_bomb_is_refused_while_a_good_request_is_answered(server, client, registered, model):
+    """Issue 22 finding 3: 50,000 scans (0.6 MB) cost seconds of a worker; they are refused from the
+    markers. Times are printed (and recorded), never asserted."""
+    head, scan, tail = progressive_bomb(0)
+    bomb = head + scan * 50_000 + tail
+    good = next(s for s in samples(model) if s.content_type.startswith("image/"))
+    pids = worker_pids(client, model)
+    results = {}
+
+    def send(label, body, content_type):
+        start = time.perf_counter()
+        response = call(server, client, f"/predictions/{model}", body, content_type)
+        results[label] = (response.status_code, time.perf_counter() - start)
+
+    threads = [
+        threading.Thread(target=send, args=("bomb", bomb, "image/jpeg")),
+        threading.Thread(target=send, args=("good", good.raw, good.content_type)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seen = ", ".join(f"{label} {status} in {seconds:.3f} s" for label, (status, seconds) in sorted(results.items()))
+    print(f"{model}: {seen}")
+    record("security", check="progressive JPEG of 50,000 scans beside a good image", expected="4xx, 200", seen=seen)
+    assert 400 <= results["bomb"][0] < 500 and results["good"][0] == 200, results
+    assert worker_pids(client, model) == pids, "a worker restarted"
+
+
+def planted_copy(unpacked_dir, target, marker) -> None:
+    """The unpacked archive copied to ``target`` with a handler.py that writes ``marker`` when imported."""
+    shutil.copytree(unpacked_dir, target)
+    handler = target / "handler.py"
+    # Appended: the handler may start with `from __future__`, which must stay first.
+    handler.write_text(handler.read_text() + f"\nimport pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n")
+
+
+def test_what_the_management_api_loads_with_the_model_api_on(
+    server, client, registered, model_store, unpacked, outside_archive, tmp_path
+):
+    """Issue 22 finding 1, stated as it is: a bare path is no URL, so allowed_urls never sees it, and a
+    directory anywhere on the server's disk is loaded and its handler run. A .mar is looked up in the
+    store only. So where the model API is on, the management key is code execution on the server."""
+    outside, inside = tmp_path / "unpacked", model_store / "unpacked_in_store"
+    planted_copy(unpacked[MODEL], outside, tmp_path / "ran-outside")
+    planted_copy(unpacked[MODEL], inside, tmp_path / "ran-inside")
+    attempts = [  # (url, registered?, handler code ran?)
+        (str(outside), True, tmp_path / "ran-outside"),
+        (inside.name, True, tmp_path / "ran-inside"),
+        (str(outside_archive), False, None),  # a .mar outside the store: 404
+        (str(model_store / f"{MODEL}.mar"), True, None),  # a .mar in the store, by absolute path
+    ]
+    seen = []
+    try:
+        for number, (url, _loads, marker) in enumerate(attempts):
+            name = f"probe{number}"
+            response = call(server, client, f"/models?url={url}&model_name={name}&synchronous=true", api="management")
+            seen.append((url, response.status_code, bool(marker and marker.exists())))
+            if response.status_code == 200:
+                client.unregister(name)
+    finally:
+        shutil.rmtree(inside)
+    for (url, loads, marker), (_, status, ran) in zip(attempts, seen, strict=True):
+        shown = url.replace(str(tmp_path), "/elsewhere").replace(str(model_store), "<model store>")
+        record("security", check=f"model API on: register {shown}", expected=str(loads), seen=f"{status} ran={ran}")
+        assert (status == 200) == loads, (url, status)
+        assert ran == bool(marker), (url, ran)
+
+
+@pytest.fixture(scope="module")
+def locked_down(model_store, tmp_path_factory):
+    """A second throwaway server, as production runs: the model API off; and 6-second keys."""
+    folder = tmp_path_factory.mktemp("locked")
+    with Server.throwaway(model_store, folder, enable_model_api="false", token_expiration_min="0.1") as running:
+        yield running
+
+
+def test_with_the_model_api_off_nothing_is_registered(locked_down, model_store, unpacked, tmp_path):
+    """The production setting (image, KServe): POST /models answers 405 for every kind of url."""
+    outside = tmp_path / "unpacked"
+    planted_copy(unpacked[MODEL], outside, tmp_path / "ran")
+    client = locked_down.client()
+    for url in (str(outside), f"{MODEL}.mar", str(model_store / f"{MODEL}.mar")):
+        response = call(locked_down, client, f"/models?url={url}&model_name=probe&synchronous=true", api="management")
+        record("security", check="model API off: register", expected="405", seen=response.status_code)
+        assert response.status_code == 405, (url, response.text)
+    assert client.list_models() == [] and not (tmp_path / "ran").exists()
+
+
+def test_the_config_states_truthfully_what_registration_loads():
+    """config.properties once said absolute paths are looked up inside the model store only."""
+    text = (ROOT / "config.properties").read_text()
+    assert "inside the model store only" not in text
+    assert "directory" in text and "code execution" in text
+
+
+HAMMER = """
+import sys, time
+from pathlib import Path
+from client.api import TorchServeClient
+ts = TorchServeClient.from_config(Path(sys.argv[1]), key_file=Path(sys.argv[2]))
+calls = failures = 0
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    calls += 1
+    try:
+        ts.ping() if sys.argv[4] == "inference" else ts.list_models()
+    except Exception as err:
+        failures += 1
+        print(type(err).__name__, str(err)[:200], file=sys.stderr)
+print(calls, failures)
+"""
+
+
+def test_keys_by_role_renew_across_processes_without_a_refusal(locked_down, tmp_path):
+    """Issue 22 findings 2 and 9: with 6-second keys, one renewer keeps an inference-only key file
+    fresh (mode 640, no API or management key in it); admin and inference clients in separate
+    processes all get answers for 10 s (before: 4 of 5,059 calls refused in 20 s)."""
+    seconds, running = 10, locked_down  # the module's server
+    role = tmp_path / "keys" / "inference.json"
+    renew = [sys.executable, "-m", "client.keys", "renew", "--config", str(running.config)]
+    renew += ["--key-file", str(running.key_file), "--out", str(role), "--every", "0.5"]
+    renewer = subprocess.Popen(renew, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while not role.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        files = {"admin": running.key_file, "inference": role}
+        roles = ["admin", "admin", "inference", "inference", "inference"]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", HAMMER, str(running.config), str(files[r]), str(seconds), r],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for r in roles
+        ]
+        counts = [tuple(map(int, p.communicate(timeout=seconds + 120)[0].split())) for p in procs]
+    finally:
+        renewer.terminate()
+        renewer.wait(30)
+    held = json.loads(role.read_text())
+    calls, failures = sum(c for c, _ in counts), sum(f for _, f in counts)
+    record(
+        "security", check="6-second keys, 5 processes, one renewer", expected="0 refused", seen=f"{failures}/{calls}"
+    )
+    print(f"keys by role: {failures} of {calls} calls failed")
+    assert set(held) == {"inference"} and role.stat().st_mode & 0o777 == 0o640, (set(held), oct(role.stat().st_mode))
+    assert calls > 0 and failures == 0, counts

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from handlers.schema import InputSpec
 from handlers.errors import InvalidInput, MalformedRequest, RequestError
+from handlers.schema import InputSpec
 from handlers.sequence import Segment, Sequence, segments
 from handlers.wav import read_wav
 

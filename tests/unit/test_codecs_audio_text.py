@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from export.paths import MODELS
-from handlers.schema import InputSpec
 from handlers.codec import CodecContext
 from handlers.codec_audio import AudioCodec
 from handlers.codec_segments import SegmentsCodec
 from handlers.codec_text import TextCodec
 from handlers.errors import InvalidInput
+from handlers.schema import InputSpec
 
 AUDIO = InputSpec("x", "float32", ("batch", "samples"), {"samples": {"min": 1, "max": 1000}})
 

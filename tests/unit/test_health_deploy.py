@@ -12,6 +12,7 @@ from client.api import read_properties
 from deploy.kserve import (
     CONTAINER_CONFIG,
     INGRESS_NAMESPACES,
+    MONITORING,
     MOUNT,
     inference_service,
     network_policy,
@@ -125,4 +126,4 @@ def test_network_policy_admits_only_the_ingress_to_inference():
         for r in policy["ingress"]
         for s in r["from"]
     }
-    assert sources <= set(INGRESS_NAMESPACES)
+    assert sources <= {*INGRESS_NAMESPACES, MONITORING}  # the monitoring namespace: metrics (8082) only
