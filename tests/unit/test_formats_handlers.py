@@ -84,10 +84,16 @@ def test_every_batch_size_up_to_the_configured_one(handlers, format_unpacked, na
 
 def largest_request(handler, folder, name: str) -> bytes:
     """A JSON request with the most instances the model takes per request (its batch bound): a JSON
-    sample's value repeated under its own key or its plural, whichever the handler answers as a batch."""
+    sample's value repeated (each named input, or under its own key or its plural), whichever the
+    handler answers as a batch."""
     most = handler.max_instances()
     for sample in samples(name):
         doc = json.loads(sample.raw) if sample.content_type == "application/json" else None
+        if isinstance(doc, dict) and isinstance(doc.get("inputs"), dict):  # the generic handler's named inputs
+            body = json.dumps({"inputs": {k: (v[:1] * most)[:most] for k, v in doc["inputs"].items()}}).encode()
+            [(status, answer)] = run_handler(handler, folder, [(body, "application/json")])
+            if status == 200 and isinstance(answer, list) and len(answer) == most:
+                return body
         for key, value in doc.items() if isinstance(doc, dict) else ():
             one = value[:1] if isinstance(value, list) and key.endswith("s") else [value]
             for candidate in (f"{key}s", key):
