@@ -1,5 +1,5 @@
 """Helpers the tests share: requests as TorchServe hands them to a handler, the reference
-(in-process, the eager model) answer for a sample, and each model's expected answers (samples/expected.json)."""
+answers of a sample computed without the handler (the model run directly; samples/expected.json)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -67,6 +68,14 @@ def samples(model: str) -> list[Sample]:
     return load_spec(model).read_samples()
 
 
+def primary_format(model: str) -> str:
+    """The format a model is served in under its own name, read here from its spec.yaml: the first
+    ``formats`` entry, else the source file's own format (model.py, .pt and .jit: TorchScript)."""
+    raw = yaml.safe_load((load_spec(model).folder / "spec.yaml").read_text())
+    suffix = Path(str(raw.get("source", "model.py"))).suffix
+    return (raw.get("formats") or [{".onnx": "onnx", ".pt2": "exported"}.get(suffix, "torchscript")])[0]
+
+
 def handler_name(model: str) -> str:
     """The class name of the handler a model's folder uses (domain tests pick their models by it)."""
     return load_spec(model).handler_class().__name__
@@ -106,16 +115,44 @@ def reference_model(model: str):
     return load_source(load_spec(model)).reference
 
 
-def reference_answer(model: str, handler, folder: Path, sample: Sample):
-    """What a request must be answered: the handler's own ``handle()`` with the reference model in
-    place of the artifact (so only the model differs)."""
-    artifact, handler.model = handler.model, reference_model(model)
-    try:
-        [(status, answer)] = run_handler(handler, folder, [(sample.raw, sample.content_type)])
-    finally:
-        handler.model = artifact
-    assert status == 200, answer
-    return answer
+def direct_answer(model: str, sample: Sample):
+    """What a request must be answered, computed without any handler code: for a model served by the
+    generic handler (no ``handler:`` in its spec) and a JSON sample, the sample's nested lists made into
+    arrays here with numpy, the reference model (``reference_model``) called on them (its reset first),
+    and each output's rows named as the spec's ``outputs``. None for a custom handler or another kind of
+    sample: ``samples/expected.json`` checks those."""
+    spec = load_spec(model)
+    if spec.handler is not None or sample.content_type != "application/json":
+        return None
+    doc = json.loads(sample.raw)
+    values = doc["inputs"] if isinstance(doc.get("inputs"), dict) else doc
+    arrays = [np.asarray(values[entry.name], dtype=entry.dtype) for entry in spec.inputs]
+    single = arrays[0].ndim == len(spec.inputs[0].shape) - 1  # one instance: no batch dimension
+    tensors = [torch.from_numpy(a[None] if single else a) for a in arrays]
+    called = reference_model(model)
+    with torch.inference_mode():
+        if spec.reset:
+            getattr(called, spec.reset)()
+        got = called(*tensors)
+    outputs = [got] if isinstance(got, torch.Tensor) else list(got)
+    names = [o["name"] for o in spec.outputs]
+    if len(names) != len(outputs):
+        names = [f"output_{i}" for i in range(len(outputs))] if len(outputs) > 1 else names[:1]
+    rows = [{name: out[n].tolist() for name, out in zip(names, outputs, strict=True)} for n in range(len(tensors[0]))]
+    return rows[0] if single else rows
+
+
+def assert_answer_is_right(model: str, sample: Sample, answer) -> int:
+    """``answer`` checked against every reference made without the handler: the model run directly
+    (``direct_answer``) and ``samples/expected.json``. Returns how many there were (0: unchecked)."""
+    checks = 0
+    if (want := direct_answer(model, sample)) is not None:
+        assert_same_answer(answer, want, tolerance(model), where=f"{sample.path.name} vs the model run directly")
+        checks += 1
+    if (pattern := expected_answers(model).get(sample.path.name)) is not None:
+        assert_matches(answer, pattern, tolerance(model), where=f"{sample.path.name} vs expected.json")
+        checks += 1
+    return checks
 
 
 def random_inputs(model: str) -> tuple[torch.Tensor, ...]:
@@ -169,3 +206,29 @@ def unregister_all(client, names) -> None:
             client.unregister(name)
         except TorchServeError:
             pass  # a test already removed it
+
+
+def copy_project(into: Path) -> Path:
+    """A copy of the working tree (tracked and untracked files, no model folders) as a git repository
+    of its own, sharing this project's .venv: where a user's `make new-model` can be run and checked."""
+    import os
+    import shutil
+    import subprocess
+
+    from export.paths import ROOT
+
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in listed:
+        parts = Path(name).parts
+        if parts[0] == "models" and len(parts) > 2 or not (ROOT / name).is_file():
+            continue
+        (into / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, into / name)
+    (into / ".venv").symlink_to((ROOT / ".venv").resolve())
+    os.utime(into / "requirements.txt", (0, 0))  # the shared venv is up to date: make must not rebuild it
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
+        subprocess.run([*git, *command], cwd=into, check=True, capture_output=True)
+    return into

@@ -14,7 +14,7 @@ import requests
 from client.api import TorchServeClient
 from client.server import Server
 from export.samples import Sample
-from tests.support import load_handlers, reference_answer
+from tests.support import direct_answer, load_handlers, run_handler
 
 TIMEOUT = 60  # s per request: generous for two busy cores
 
@@ -85,7 +85,10 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 class InProcess:
-    """Reference answers: each model's handler and eager model in this process, on its archive."""
+    """The answers the server must give: the model run directly where the test can build its inputs
+    (``tests.support.direct_answer``), else the same handler in this process on the same archive (a
+    check of serving: TorchServe's batching and transport; the handler itself is checked against
+    references made without it in tests/unit/test_handlers.py)."""
 
     def __init__(self, unpacked: dict[str, Path]):
         self.unpacked = unpacked
@@ -93,13 +96,20 @@ class InProcess:
         self.answers: dict[tuple[str, Path], Any] = {}
 
     def answer(self, model: str, sample: Sample) -> Any:
-        """What the server must answer for ``sample`` (``tests.support.reference_answer``)."""
         key = (model, sample.path)
         if key not in self.answers:
-            if model not in self.handlers:
-                self.handlers[model] = load_handlers({model: self.unpacked[model]})[model]
-            self.answers[key] = reference_answer(model, self.handlers[model], self.unpacked[model], sample)
+            direct = direct_answer(model, sample)
+            self.answers[key] = direct if direct is not None else self.in_process(model, sample)
         return self.answers[key]
+
+    def in_process(self, model: str, sample: Sample) -> Any:
+        if model not in self.handlers:
+            self.handlers[model] = load_handlers({model: self.unpacked[model]})[model]
+        [(status, answer)] = run_handler(
+            self.handlers[model], self.unpacked[model], [(sample.raw, sample.content_type)]
+        )
+        assert status == 200, answer
+        return answer
 
 
 def png(width: int, height: int, idat: bytes) -> bytes:

@@ -9,8 +9,6 @@ The copy holds the kit without the example models (their exports would only slow
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -22,8 +20,8 @@ import torch
 import yaml
 
 from client.server import Server
-from export.paths import ROOT
 from export.register import sync
+from tests.support import copy_project
 
 V2_TYPES = {"float32": "FP32", "int64": "INT64"}
 GAIN = 0.75  # the TorchScript model's constant, chosen in its spec (its default is 1.5)
@@ -100,23 +98,8 @@ def run(project: Path, *command: str) -> str:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A copy of the working tree (tracked and untracked files, no model folders), as a git repository."""
-    copy = tmp_path_factory.mktemp("project")
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in listed:
-        parts = Path(name).parts
-        if parts[0] == "models" and len(parts) > 2 or not (ROOT / name).is_file():
-            continue
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, copy / name)
-    (copy / ".venv").symlink_to((ROOT / ".venv").resolve())
-    os.utime(copy / "requirements.txt", (0, 0))  # the shared venv is up to date: make must not rebuild it
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
-        subprocess.run([*git, *command], cwd=copy, check=True, capture_output=True)
-    return copy
+    """A copy of the working tree (no model folders), as a git repository."""
+    return copy_project(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 
 from reliability.record import record
 from tests.conftest import MODELS
-from tests.support import load_handlers, samples
+from tests.support import samples
 from tests.unit.fuzz_cases import MAX_REQUEST, PATHS, Case, Measure, Strategies, check, keep_failure
 
 SECONDS, PEAK_MB, RSS_MB = 2.0, 200.0, 400.0
@@ -34,11 +34,6 @@ SETTINGS = settings(
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-
-
-@pytest.fixture(scope="module")
-def handlers(unpacked):
-    return load_handlers({name: unpacked[name] for name in MODELS})
 
 
 @pytest.fixture(scope="module")

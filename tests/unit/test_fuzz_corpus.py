@@ -8,16 +8,11 @@ import json
 import pytest
 
 from tests.conftest import MODELS
-from tests.support import load_handlers, samples
+from tests.support import samples
 from tests.unit import fuzz_cases
 from tests.unit.fuzz_cases import Case, Measure, check, corpus, keep_failure
 from tests.unit.fuzz_issue import issue_cases
 from tests.unit.test_fuzz import PEAK_MB, SECONDS
-
-
-@pytest.fixture(scope="module")
-def handlers(unpacked):
-    return load_handlers({name: unpacked[name] for name in MODELS})
 
 
 @pytest.mark.parametrize("model", MODELS)

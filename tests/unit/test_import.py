@@ -225,7 +225,7 @@ def test_a_raw_scriptmodule_from_build_gets_the_constants_hint(tmp_path):
 
 
 def test_new_model_reads_what_each_file_says(tmp_path):
-    from export.scaffold import onnx_inputs, torchscript_inputs
+    from export.scaffold_read import onnx_inputs, torchscript_inputs
 
     folder_with(tmp_path, "mixer", {"source": "model.pt", "constants": {"gain": 1.0}}, Mixer())
     inputs, constants = torchscript_inputs(tmp_path / "mixer" / "model.pt")
@@ -243,6 +243,6 @@ def test_new_model_reads_what_each_file_says(tmp_path):
         )
     inputs, _ = onnx_inputs(tmp_path / "m.onnx")
     assert inputs == [
-        {"name": "signal", "dtype": "float32", "shape": ["batch", 3]},
-        {"name": "weights", "dtype": "float32", "shape": ["batch", 5]},
+        {"name": "signal", "dtype": "float32", "shape": ["batch", 3], "dims": {"batch": {"min": 1, "max": 64}}},
+        {"name": "weights", "dtype": "float32", "shape": ["batch", 5], "dims": {"batch": {"min": 1, "max": 64}}},
     ]
