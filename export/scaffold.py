@@ -148,7 +148,7 @@ def add_outputs(spec, values: dict) -> None:
     from handlers.sequence import looped
 
     tensors = tuple(torch.tensor(values[e.name], dtype=getattr(torch, e.dtype)) for e in spec.inputs)
-    runner = sample_handler(spec).sequence  # a declared `sequence`: called window by window, as served
+    runner = sample_handler(spec).sequence if spec.sequence else None  # windows in turn, as served
     got = call(looped(load_source(spec).reference, runner), tensors, spec.reset)
     batch = tensors[0].shape[0]
     windows = runner is not None and runner.combine == "concat"  # axis 1 counts the windows
