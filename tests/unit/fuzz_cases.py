@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 from hypothesis import strategies as st
 from ts.context import Context
-from ts.service import Service
 
 from tests.support import samples, strict_json
+from tools import fake_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fuzz_corpus"
@@ -103,20 +102,8 @@ def ts_value(raw: bytes, content_type: str):
 
 
 def context(model_dir: Path, cases: list[Case]) -> Context:
-    """A real ts Context for one batch, with each request's headers (as tests.support.make_context)."""
-    manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
-    model_yaml = yaml.safe_load((model_dir / "model-config.yaml").read_text())
-    ctx = Context(manifest["model"]["modelName"], str(model_dir), manifest, 8, None, "0.12.0", True, None, model_yaml)
-    batch = [
-        {
-            "requestId": f"req-{i}".encode(),
-            "parameters": [{"name": "body", "contentType": c.content_type, "value": b""}],
-            "headers": [{"name": k.encode(), "value": v.encode()} for k, v in c.headers.items()],
-        }
-        for i, c in enumerate(cases)
-    ]
-    ctx.request_processor, ctx.request_ids = Service.retrieve_data_for_inference(batch)[::2]
-    return ctx
+    """A real ts Context for one batch, with each request's headers (tools/fake_worker.py)."""
+    return fake_worker.context(model_dir, [("body", c.content_type, c.headers) for c in cases])
 
 
 class Timed:
