@@ -43,6 +43,10 @@ class Variant:
     config: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if self.system not in ("torchserve", "flask", "litserve"):
+            raise ValueError(f"variant {self.label!r}: unknown system {self.system!r}")
+
 
 @dataclass
 class Settings:

@@ -124,7 +124,7 @@ class Peer:
 def register(server: Server, name: str) -> float:
     """Register ``<name>.mar`` synchronously (its model-config.yaml decides); returns the seconds."""
     t0 = time.perf_counter()
-    server.client(timeout=300).register(f"{name}.mar")
+    server.client(timeout=300).register(f"{name}.mar", model_name=name)  # a variant's name, not its manifest's
     return time.perf_counter() - t0
 
 

@@ -45,8 +45,8 @@ SWEEPS = {  # name -> (models: "light", "heavy" or "every"; concurrencies; varia
         [
             Variant("archive's model-config.yaml"),
             Variant("batchSize 1", model={"batchSize": 1, "maxBatchDelay": 0}),
-            Variant("bench/log4j2.xml + async", QUIET_LOGS | {"async_logging": "true"}),
-            Variant("disable_system_metrics", {"disable_system_metrics": "true"}),
+            Variant("bench/log4j2.xml + async", config=QUIET_LOGS | {"async_logging": "true"}),
+            Variant("disable_system_metrics", config={"disable_system_metrics": "true"}),
             litserve(2, 1, 0),
         ],
     ),
@@ -72,10 +72,11 @@ SWEEPS = {  # name -> (models: "light", "heavy" or "every"; concurrencies; varia
         [1, 16],
         [
             Variant("TorchServe's log4j2.xml"),
-            Variant("async_logging", {"async_logging": "true"}),
-            Variant("bench/log4j2.xml + async", QUIET_LOGS | {"async_logging": "true"}),
+            Variant("async_logging", config={"async_logging": "true"}),
+            Variant("bench/log4j2.xml + async", config=QUIET_LOGS | {"async_logging": "true"}),
             Variant(
-                "+ disable_system_metrics", QUIET_LOGS | {"async_logging": "true", "disable_system_metrics": "true"}
+                "+ disable_system_metrics",
+                config=QUIET_LOGS | {"async_logging": "true", "disable_system_metrics": "true"},
             ),
         ],
     ),
@@ -84,8 +85,8 @@ SWEEPS = {  # name -> (models: "light", "heavy" or "every"; concurrencies; varia
         [16, 64],
         [
             Variant("netty threads: default (= cores)"),
-            Variant("1 server / 1 client thread", {"number_of_netty_threads": "1", "netty_client_threads": "1"}),
-            Variant("4 / 4", {"number_of_netty_threads": "4", "netty_client_threads": "4"}),
+            Variant("1 server / 1 client thread", config={"number_of_netty_threads": "1", "netty_client_threads": "1"}),
+            Variant("4 / 4", config={"number_of_netty_threads": "4", "netty_client_threads": "4"}),
         ],
     ),
 }
