@@ -225,6 +225,7 @@ def cpu_split(server: Server) -> dict:
 
 def variant_archive(source: Path, target: Path, changes: dict) -> Path:
     """``source`` with ``changes`` laid over its model-config.yaml (a hard link when none)."""
+    target.unlink(missing_ok=True)  # another server's variant of the same name: the same bytes
     if not changes:
         try:
             os.link(source, target)
