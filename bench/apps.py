@@ -17,16 +17,15 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import signal
 import sys
 import tempfile
 import threading
-import zipfile
 from contextlib import nullcontext
 from pathlib import Path
 
 import litserve as ls
 import torch
-import yaml
 from fastapi import HTTPException
 
 from export.samples import torchserve_value
@@ -83,16 +82,15 @@ def flask_app(served: Served):
 
 
 class PeerAPI(ls.LitAPI):
-    """LitServe's API for the archive: each worker process unpacks and loads it in ``setup``."""
+    """LitServe's API for the unpacked archive: each worker process loads it in ``setup``."""
 
-    def __init__(self, archive: Path, threads: int, **kwargs):
+    def __init__(self, model_dir: Path, threads: int, **kwargs):
         super().__init__(**kwargs)
-        self.archive, self.threads = archive, threads
+        self.model_dir, self.threads = model_dir, threads
 
     def setup(self, device):
         torch.set_num_threads(self.threads)
-        self.scratch = tempfile.TemporaryDirectory(prefix="bench-litserve-")
-        self.served = Served(unpack(self.archive, Path(self.scratch.name)), self.threads)
+        self.served = Served(self.model_dir, self.threads)
 
     def decode_request(self, request):
         value, content_type = request, "application/json"
@@ -124,11 +122,10 @@ class PeerAPI(ls.LitAPI):
         return answer
 
 
-def litserve_server(archive: Path, threads: int, workers: int, batch: bool) -> ls.LitServer:
+def litserve_server(model_dir: Path, threads: int, workers: int, batch: bool) -> ls.LitServer:
     """``workers`` processes of ``threads`` torch threads; batching up to the archive's batchSize."""
-    with zipfile.ZipFile(archive) as z:
-        batch_size = int((yaml.safe_load(z.read("model-config.yaml")) or {}).get("batchSize", 1))
-    api = PeerAPI(archive, threads, max_batch_size=max(1, batch_size) if batch else 1, batch_timeout=0.001)
+    batch_size = int(model_yaml(model_dir).get("batchSize", 1))
+    api = PeerAPI(model_dir, threads, max_batch_size=max(1, batch_size) if batch else 1, batch_timeout=0.001)
     return ls.LitServer(api, accelerator="cpu", workers_per_device=workers, middlewares=[RawBodies])
 
 
@@ -171,13 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="LitServe: worker processes (default: 2)")
     parser.add_argument("--batch", type=int, default=0, help="LitServe: 1 for dynamic batching (default: 0)")
     args = parser.parse_args(argv)
-    if args.system == "litserve":
-        server = litserve_server(args.archive, args.threads, args.workers, bool(args.batch))
-        server.run(host="127.0.0.1", port=args.port, generate_client_file=False, log_level="warning")
-        return 0
-    with tempfile.TemporaryDirectory(prefix="bench-flask-") as tmp:
-        app = flask_app(Served(unpack(args.archive, Path(tmp)), None))  # torch's default threads, as tutorials
-        app.run(host="127.0.0.1", port=args.port)  # threaded, with Nagle's algorithm on: Flask's defaults
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the unpacked archive is removed on the way out
+    with tempfile.TemporaryDirectory(prefix=f"bench-{args.system}-") as tmp:
+        model_dir = unpack(args.archive, Path(tmp))
+        if args.system == "litserve":
+            server = litserve_server(model_dir, args.threads, args.workers, bool(args.batch))
+            server.run(host="127.0.0.1", port=args.port, generate_client_file=False, log_level="warning")
+        else:  # torch's default threads; Flask's threaded server with Nagle's algorithm on: as tutorials
+            flask_app(Served(model_dir, None)).run(host="127.0.0.1", port=args.port)
     return 0
 
 
