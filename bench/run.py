@@ -6,8 +6,7 @@ tuning sweep are lists of variants. Order: each workload's in-process limit (a s
 then per model its TorchServe variants registered and its peers started, every variant's answers
 checked against the in-process ones before any load, and ``repeats`` rounds of variants x
 concurrencies, each point a discarded warm-up and a measured run. Rounds interleave the variants,
-so that slow drift on a shared machine hits all alike. A corpus that names a ``baseline`` (other
-model-config values) adds a TorchServe variant for that workload only.
+so that slow drift on a shared machine hits all alike. A corpus's ``baseline`` adds a variant.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from bench import servers
 from bench.loadgen import run_load, wrk_binary
 from bench.payloads import corpora, corpus_baseline, corpus_targets, payloads
 from client.answers import same
+from client.api import TorchServeError
 from client.server import Server
 from export.paths import MODEL_STORE, ROOT, model_names
 
@@ -216,7 +216,7 @@ def run(variants: list[Variant], settings: Settings, log=print) -> dict:
                     if v.label not in targets:
                         try:
                             targets[v.label] = start(v, i, model, settings, work, store, torchserve, per_model, log)
-                        except RuntimeError as err:  # a peer that cannot serve this model: a row skipped, said why
+                        except (RuntimeError, TorchServeError) as err:  # a row skipped, with the reason
                             skipped[v.label] = str(err)
                             log(f"  skipped {v.label} for {model}: {err}")
                 for _, corpus in loads:
