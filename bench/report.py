@@ -48,11 +48,11 @@ def summarize(results: dict) -> dict:
     out = {}
     for name, w in results["workloads"].items():
         ipr, systems = w["inprocess"]["items_per_request"], w["systems"]
-        ours = next(label for label, s in systems.items() if s == "torchserve")
+        ours = next((label for label, s in systems.items() if s == "torchserve" and label in w["runs"]), None)
         workers = (w["served"].get(ours, {}).get("config") or {}).get("minWorkers", 1)
         lim = limits(w["inprocess"], workers, results["machine"].get("cores") or 1)
         points = {label: {int(c): point(r, ipr) for c, r in by_c.items() if r} for label, by_c in w["runs"].items()}
-        for c, p in points[ours].items():
+        for c, p in points.get(ours, {}).items():
             p["vs_limit"] = p["items_per_s"] / lim["limit"]
             peers = {
                 "flask": [q for label, q in points.items() if systems[label] == "flask" and c in q],
@@ -95,7 +95,7 @@ def targets(results: dict, summary: dict) -> list[dict]:
         for c, kinds in [*(SAMPLES_TARGETS.items() if w["corpus"] == "samples" else []), *w["targets"].items()]:
             wanted.setdefault(c, {}).update(kinds)
         for c, kinds in sorted(wanted.items(), key=lambda item: int(item[0])):
-            p = s["points"][s["ours"]].get(int(c))
+            p = s["points"].get(s["ours"], {}).get(int(c))
             for kind, bound in kinds.items():
                 value = (
                     (p["p99"] / p["p50"] if p["p50"] else None) if p and kind == "p99_vs_p50" else (p or {}).get(kind)
@@ -142,7 +142,7 @@ def split_table(summary: dict) -> list[str]:
         "PredictionTime per batch | frontend / worker CPU ms per request | log bytes per request | padding % |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for c, p in sorted(summary["points"][summary["ours"]].items()):
+    for c, p in sorted(summary["points"].get(summary["ours"], {}).items()):
         sp = p.get("split", {})
         lines.append(
             f"| {c} | {_f(p['mean'], 2)} | {_f(sp.get('frontend_ms'), 2)} | {_f(sp.get('queue_ms'), 2)} | "
