@@ -63,7 +63,8 @@ def summarize(results: dict) -> dict:
                 if found:
                     best = max((q[c] for q in found), key=lambda q: q["items_per_s"])
                     p[f"vs_{kind}"] = p["items_per_s"] / best["items_per_s"] if best["items_per_s"] else float("nan")
-                    p[f"p50_vs_{kind}"] = p["p50"] / min(q[c]["p50"] for q in found)
+                    fastest = min(q[c]["p50"] for q in found)  # 0: a point that finished no request
+                    p[f"p50_vs_{kind}"] = p["p50"] / fastest if fastest else float("nan")
         out[name] = {"limits": lim, "ours": ours, "points": points}
     return out
 
