@@ -160,11 +160,12 @@ scale:
 	$(PY) -m client scale $(MODEL) $(WORKERS) --keep $(KEEP_VERSIONS)
 
 # --- Benchmarks (bench/, docs/PERFORMANCE.md) ---------------------------------------------------
-# wrk (Debian's package) is the load generator; the bench smoke test in `make test` needs it too.
+# wrk (Debian's package) is the load generator; the bench smoke test in `make test` needs it and the
+# LitServe peer (requirements-bench.txt) too.
 # BENCH_ARGS: extra flags for `python -m bench` (e.g. --models digits --repeats 1; see --help).
 BENCH_ARGS ?=
 .PHONY: bench bench-tune bench-smoke bench-tools
-test: bench-tools
+test: bench-tools $(VENV)/.bench-installed
 
 bench-tools:
 	@command -v wrk >/dev/null || { echo "installing wrk, the benchmark's load generator"; \
@@ -174,18 +175,18 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	touch $@
 
-## bench: TorchServe vs the in-process limit vs Flask, every model and corpus (~18 min); writes bench/results/
+## bench: TorchServe vs LitServe vs Flask vs the in-process limit, every model and corpus (~30 min); writes bench/results/
 bench: archive bench-tools $(VENV)/.bench-installed
 	$(PY) -m bench $(BENCH_ARGS)
 
-## bench-tune: measure the settings behind the defaults (~60 min); writes bench/results/tuning.md
-# TUNE_ARGS: sweeps and flags for `python -m bench.tune` (e.g. `length delay --repeats 2`; see --help).
-TUNE_ARGS ?=
+## bench-tune: measure the settings behind the defaults (~30 min); writes bench/results/tune-<sweep>.md
+# TUNE_ARGS: sweeps and flags for `python -m bench.tune` (e.g. `delay --repeats 2`; see --help).
+TUNE_ARGS ?= litserve light batching
 bench-tune: archive bench-tools $(VENV)/.bench-installed
-	$(PY) -m bench.tune --quiet-logs $(TUNE_ARGS)
+	$(PY) -m bench.tune $(TUNE_ARGS)
 
 ## bench-smoke: the benchmark on a handful of requests (seconds per point; numbers mean nothing)
-bench-smoke: archive bench-tools venv
+bench-smoke: archive bench-tools $(VENV)/.bench-installed
 	$(PY) -m bench --concurrency 1 4 --duration 1 --warmup 1 --repeats 1 --inprocess-batches 1 \
 	  --inprocess-seconds 0.2 --inprocess-bodies 4 --checked 4 --no-plot --out build/bench-smoke
 

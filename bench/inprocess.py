@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.archive import context, load_handler, unpack
 from bench.payloads import payloads
 from export.samples import torchserve_value
+from tools.fake_worker import context, load_handler, unpack
 
 
 def measure(handler, model_dir, name, config, bodies, batch_size: int, seconds: float, passes_of: int) -> dict:
@@ -35,7 +35,8 @@ def measure(handler, model_dir, name, config, bodies, batch_size: int, seconds: 
     for start in range(0, span, batch_size):
         chosen = [bodies[(start + j) % count] for j in range(batch_size)]
         rows = [{"body": value} for value, _, _ in chosen]
-        batches.append((rows, context(model_dir, name, config, [c for _, c, _ in chosen]), sum(i for *_, i in chosen)))
+        ctx = context(model_dir, [("body", c) for _, c, _ in chosen], config)
+        batches.append((rows, ctx, sum(i for *_, i in chosen)))
     deadline = time.perf_counter() + min(1.0, seconds / 2)
     for rows, ctx, _ in batches:  # warm-up: TorchScript specializes on the first calls
         handler.handle(rows, ctx)
@@ -76,13 +77,14 @@ def run(
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         model_dir = unpack(archive, Path(tmp))
         t0 = time.perf_counter()
-        handler, config = load_handler(model_dir, threads, one_core=True)
+        # A batch's length groups one at a time: the handler uses only its own threads here.
+        handler, config = load_handler(model_dir, {"group_threads": 1} | ({"threads": threads} if threads else {}))
         load_s = time.perf_counter() - t0
         bodies, answers = [], {}
         for k, p in enumerate(payloads(name, corpus)):
             value = torchserve_value(p.raw, p.content_type)
             if k < answered:
-                ctx = context(model_dir, name, config, [p.content_type])
+                ctx = context(model_dir, [("body", p.content_type)], config)
                 answer = json.loads(handler.handle([{"body": value}], ctx)[0])
                 answers[p.path.name] = {"status": ctx.get_response_status(0)[0], "answer": answer}
             # Items (images, windows, texts) in this request: the first dimension of its input.

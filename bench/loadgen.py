@@ -1,14 +1,16 @@
 """The load generator: Debian's ``wrk``, one thread, N keep-alive connections (closed loop).
 
-Each connection sends the next request as soon as the previous answer arrives, so N is the
-number of requests in flight ("concurrency N"). wrk is C and costs a few microseconds of CPU per
-request, which matters when client and server share two cores; its CPU time is measured and
-reported with every run (``cpu_us_per_request``).
+Each connection sends the next request as soon as the previous answer arrives, so N is the number
+of requests in flight ("concurrency N"). wrk costs a few microseconds of CPU per request, which
+matters when client and server share two cores; its CPU time is reported with every run. The
+inference key reaches wrk's script through its environment (BENCH_TOKEN), not its command line,
+which any user can read in ``ps``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -41,11 +43,12 @@ def run_load(
         LoadGenError: wrk failed or printed no result line.
     """
     command = [wrk_binary(), "-t1", f"-c{concurrency}", f"-d{max(1, int(seconds))}s", f"--timeout={timeout}s"]
-    command += ["-s", str(SCRIPT), url, "--", token or "-"]
+    command += ["-s", str(SCRIPT), url, "--"]
     for sample in samples:
         command += [str(sample.path), sample.content_type]
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_TOKEN"} | ({"BENCH_TOKEN": token} if token else {})
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + timeout + 30)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + timeout + 30, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if done.returncode != 0 or line is None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.summary import summarize
-
-STYLE = {"torchserve": ("TorchServe", "tab:blue"), "flask": ("Flask", "tab:orange")}
+from bench.report import summarize
 
 
 def write(results: dict, path: Path) -> Path:
@@ -23,8 +21,8 @@ def write(results: dict, path: Path) -> Path:
     for col, name in enumerate(names):
         top, bottom = axes[0][col], axes[1][col]
         limits = summary[name]["limits"]
-        for system, points in summary[name]["systems"].items():
-            label, color = STYLE.get(system, (system, None))
+        for i, (label, points) in enumerate(summary[name]["points"].items()):
+            color = f"C{i}"
             cs = sorted(points)
             top.plot(cs, [points[c]["items_per_s"] for c in cs], "o-", color=color, label=label)
             bottom.plot(cs, [points[c]["p50"] for c in cs], "o-", color=color, label=f"{label} p50")
@@ -39,7 +37,7 @@ def write(results: dict, path: Path) -> Path:
         bottom.set_yscale("log")
         bottom.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         bottom.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ticks = sorted({c for points in summary[name]["systems"].values() for c in points})
+        ticks = sorted({c for points in summary[name]["points"].values() for c in points})
         for ax in (top, bottom):
             ax.set_xscale("log", base=2)
             ax.set_xticks(ticks, [str(c) for c in ticks])

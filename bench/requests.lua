@@ -1,18 +1,19 @@
 -- wrk script for bench/loadgen.py: POSTs the committed samples in turn (each with its own
 -- Content-Type and, for TorchServe, the inference token) and prints one JSON line at the end.
--- Arguments after `--`: token ("-" for none), then pairs of file path and content type.
+-- Arguments after `--`: pairs of file path and content type. The token comes from the environment
+-- (BENCH_TOKEN), never the command line, which every user can read in `ps`.
 
 local prepared = {}
 local index = 0
 
 function init(args)
-  local token = args[1]
-  for i = 2, #args, 2 do
+  local token = os.getenv("BENCH_TOKEN")
+  for i = 1, #args, 2 do
     local f = assert(io.open(args[i], "rb"))
     local body = f:read("*a")
     f:close()
     local headers = { ["Content-Type"] = args[i + 1] }
-    if token ~= "-" then
+    if token and token ~= "" then
       headers["Authorization"] = "Bearer " .. token
     end
     prepared[#prepared + 1] = wrk.format("POST", nil, headers, body)

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import functools
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
-from ts.context import Context
-from ts.service import Service
 
 from client.answers import difference
 from client.answers import matches as matches  # the contract's name for tests: tests.support.matches
@@ -21,28 +17,8 @@ from export.build import sample_cases, sample_handler
 from export.samples import Sample, torchserve_value
 from export.sources import load_source
 from export.spec import load_spec
-
-
-def unpack(mar: Path, into: Path) -> Path:
-    """Unzip an archive as TorchServe does for a worker; returns the model folder."""
-    with zipfile.ZipFile(mar) as z:
-        z.extractall(into)
-    return into
-
-
-def make_context(model_dir: Path, requests: list[tuple[str, str]]) -> Context:
-    """A real ts Context for one batch of (parameter name, content type), with the archive's
-    model-config.yaml, built the way ts.service.Service builds it for a worker."""
-    manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
-    model_yaml = yaml.safe_load((model_dir / "model-config.yaml").read_text())
-    ctx = Context(manifest["model"]["modelName"], str(model_dir), manifest, 8, None, "0.12.0", True, None, model_yaml)
-    batch = [
-        {"requestId": f"req-{i}".encode(), "parameters": [{"name": name, "contentType": ctype, "value": b""}]}
-        for i, (name, ctype) in enumerate(requests)
-    ]
-    headers, _, ids = Service.retrieve_data_for_inference(batch)
-    ctx.request_processor, ctx.request_ids = headers, ids
-    return ctx
+from tools.fake_worker import context as make_context  # noqa: F401 - the tests' name for it
+from tools.fake_worker import unpack as unpack  # the tests' name for it
 
 
 def run_handler(handler, model_dir: Path, bodies: list[tuple[bytes, str]], name: str = "body"):

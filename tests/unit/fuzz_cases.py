@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 from hypothesis import strategies as st
 from ts.context import Context
-from ts.service import Service
 
 from export.paths import CONFIG, ROOT
 from export.samples import torchserve_value
 from tests.support import samples, strict_json
+from tools import fake_worker
 
 CORPUS = ROOT / "tests" / "fuzz_corpus"
 PATHS = ("rest_json", "rest_raw", "v2_json", "v2_binary")
@@ -92,20 +91,8 @@ def corpus(model: str) -> list[tuple[str, Case]]:
 
 
 def context(model_dir: Path, cases: list[Case]) -> Context:
-    """A real ts Context for one batch, with each request's headers (as tests.support.make_context)."""
-    manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
-    model_yaml = yaml.safe_load((model_dir / "model-config.yaml").read_text())
-    ctx = Context(manifest["model"]["modelName"], str(model_dir), manifest, 8, None, "0.12.0", True, None, model_yaml)
-    batch = [
-        {
-            "requestId": f"req-{i}".encode(),
-            "parameters": [{"name": "body", "contentType": c.content_type, "value": b""}],
-            "headers": [{"name": k.encode(), "value": v.encode()} for k, v in c.headers.items()],
-        }
-        for i, c in enumerate(cases)
-    ]
-    ctx.request_processor, ctx.request_ids = Service.retrieve_data_for_inference(batch)[::2]
-    return ctx
+    """A real ts Context for one batch, with each request's headers (tools/fake_worker.py)."""
+    return fake_worker.context(model_dir, [("body", c.content_type, c.headers) for c in cases])
 
 
 class Timed:

@@ -1,6 +1,6 @@
 """ONNX before and after export/onnx_optimize.py, beside TorchScript, in process on batches.
 
-Usage: ``python -m bench.onnx_fusions <model> [--sizes 1x12 8x12 16x64 ...]`` after
+Usage: ``python -m tools.onnx_fusions <model> [--sizes 1x12 8x12 16x64 ...]`` after
 ``make export FORMAT=all`` (or at least the TorchScript and ONNX builds of the model). Copies the
 ONNX artifact, fuses the copy, and times the three on inputs of each size (rows x length of the
 model's dynamic dimensions; the first integer input as token ids, others as masks of ones), one
@@ -53,7 +53,7 @@ def fastest(call, repeats: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.onnx_fusions", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.onnx_fusions", description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--sizes", nargs="+", default=["1x12", "8x12", "32x12", "8x64", "1x256", "4x256"])
     parser.add_argument("--repeats", type=int, default=7)

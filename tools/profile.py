@@ -1,4 +1,4 @@
-"""Where a TorchServe worker spends its time under load: ``python -m bench.profile <model>``.
+"""Where a TorchServe worker spends its time under load: ``python -m tools.profile <model>``.
 
 Starts TorchServe with the archive (its model-config.yaml, or ``--set`` config lines), loads it with
 wrk at one concurrency, samples the worker with py-spy (requirements-bench.txt) and prints the share
@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench import torchserve
+from bench import servers
 from bench.loadgen import run_load
 from bench.payloads import corpora, payloads
 from client.server import Server
@@ -47,7 +47,7 @@ def classify(stack: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Profile one model's worker and print the shares."""
-    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.profile", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="model name")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (default: 16)")
     parser.add_argument("--seconds", type=int, default=6, help="seconds sampled (default: 6)")
@@ -61,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         settings = dict(item.split("=", 1) for item in args.set)
         with Server.throwaway(args.model_store, Path(tmp), **settings) as server:
-            torchserve.register(server, args.model)
-            url, token = f"{server.address('inference')}/predictions/{args.model}", torchserve.token(server)
+            servers.register(server, args.model)
+            url = f"{server.address('inference')}/predictions/{args.model}"
+            token = server.client().token("inference")
             run_load(url, bodies, args.concurrency, 2, token)  # warm-up
-            pid = torchserve.describe(server, args.model)["workers"][0]["pid"]
+            pid = servers.served_config(server, args.model)["pids"][0]
             load = threading.Thread(target=run_load, args=(url, bodies, args.concurrency, args.seconds + 2, token))
             load.start()
             time.sleep(1)
