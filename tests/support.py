@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from client.answers import difference
 from client.answers import matches as matches  # the contract's name for tests: tests.support.matches
