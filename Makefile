@@ -58,6 +58,7 @@ export: $(SERVED:%=build/%/manifest.json)
 
 model_store/%.mar: build/%/manifest.json
 	$(PY) -m export.archive $*
+	@$(PY) -m client.trust --pin $@  # its digest, pinned outside the archive (client/trust.py)
 
 ## archive: build and check model_store/<served name>.mar for every model in FORMAT (FORMAT=all: every format)
 archive: $(SERVED:%=model_store/%.mar)
@@ -65,8 +66,8 @@ archive: $(SERVED:%=model_store/%.mar)
 
 ## serve: start TorchServe, register every model (in FORMAT; rebuilt archives are re-registered), print one prediction each
 serve: archive
-	$(PY) -m client.server start
-	$(PY) -m export.register $(SERVED)
+	$(PY) -m client.server_cli start
+	$(PY) -m client.register $(SERVED)
 	@$(foreach m,$(SERVED),demo="$$($(PY) -m export.spec demo $(m))" && echo "== $(m) <- $$demo" && $(PY) -m client predict $(m) $$demo &&) true
 	@echo "== warm-up: every registered model answers the samples in its archive (readiness needs it)"
 	$(PY) -m client.health warmup
@@ -78,15 +79,15 @@ serve: archive
 
 ## stop: stop TorchServe and every worker it started
 stop:
-	$(PY) -m client.server stop
+	$(PY) -m client.server_cli stop
 
 ## restart: restart TorchServe from its last config snapshot (models, versions, defaults, workers kept)
 restart:
-	$(PY) -m client.server restart
+	$(PY) -m client.server_cli restart
 
 ## status: say whether the project's TorchServe is running ("not running" is an answer, not an error)
 status:
-	@$(PY) -m client.server status
+	@$(PY) -m client.server_cli status
 
 ## register: register MODEL (model_store/MODEL.mar) on the running server
 register:
@@ -147,7 +148,7 @@ WORKERS       ?=
 reload:
 	@test -n "$(MODEL)" || (echo "usage: make reload MODEL=<served name>"; exit 2)
 	$(MAKE) --no-print-directory model_store/$(MODEL).mar
-	$(PY) -m export.register --force --keep $(KEEP_VERSIONS) $(MODEL)
+	$(PY) -m client.register --force --keep $(KEEP_VERSIONS) $(MODEL)
 
 ## rollback: make MODEL's previous version the default again (same checks and drain as reload)
 rollback:

@@ -60,7 +60,7 @@ class TorchServeClient:
 
     Keys renew: a key the file says expires within seconds, or one the server refuses, is replaced
     through TorchServe's token API (with the file's API key) and the call is sent once more. A key
-    file without the API key (an inference client's, written by ``python -m client.keys renew``) is
+    file without the API key (an inference client's, written by ``python -m client.renewer renew``) is
     never renewed from here: a refused key is replaced by the renewer's next one.
     Proxy variables (HTTP(S)_PROXY) are ignored: the bearer key goes to the server and nowhere else.
     """

@@ -8,8 +8,7 @@ import socket
 from contextlib import ExitStack
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "config.properties"
+from export.paths import CONFIG  # every project path is derived once, there
 
 
 def free_ports(count: int) -> list[int]:

@@ -7,7 +7,7 @@ never expires. It never renews a key by itself. ``GET <management>/token?type=in
 carries no key, so the file is read again afterwards. See pytorch/serve docs/token_authorization_api.md.
 
 Keys by role (docs/SECURITY.md): the API key mints management keys, so only the server's user holds it.
-``python -m client.keys renew`` runs as that user, keeps the inference key fresh and copies it alone into
+``python -m client.renewer renew`` runs as that user, keeps the inference key fresh and copies it alone into
 a file inference clients can read (mode 640); an inference client given that file never renews, it
 waits for the renewer. Renewals across processes take a lock file beside the key file, and a key file
 that is a symlink, group/world-writable, or owned by anyone but this user or root (or $KIT_KEY_OWNER)
@@ -16,14 +16,12 @@ is refused.
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import os
 import pwd
 import re
 import stat
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -157,41 +155,3 @@ def write_role_file(path: Path, entries: dict, mode: int = 0o640) -> None:
         os.fchmod(fd, mode)  # not narrowed by the umask
         json.dump(entries, file)
     os.replace(tmp, path)
-
-
-def renew_into(ts, out: Path, mode: int) -> str:
-    """Renew the inference key if it expires soon, then copy it alone into ``out``; returns the key."""
-    key = ts.token("inference")  # renews (under the lock file) when expiring
-    entry = ts.keys.read()["inference"]
-    try:
-        current = json.loads(read_private(out)).get("inference", {}).get("key")
-    except (OSError, ValueError):
-        current = None
-    if current != entry["key"]:
-        write_role_file(out, {"inference": entry}, mode)
-    return key
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``renew``: keep ``--out`` holding a fresh inference key (and nothing else), until stopped."""
-    from client.api import TorchServeClient  # client.api imports this module
-
-    p = argparse.ArgumentParser(prog="python -m client.keys", description="The inference-key renewer.")
-    p.add_argument("command", choices=("renew",))
-    p.add_argument("--config", type=Path, default=Path("config.properties"))
-    p.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="the server's (holds the API key)")
-    p.add_argument("--out", type=Path, required=True, help="the inference clients' key file")
-    p.add_argument("--mode", default="640", help="of --out, octal (default 640: owner and group read)")
-    p.add_argument("--every", type=float, default=1.0, help="seconds between checks (default 1)")
-    p.add_argument("--once", action="store_true")
-    args = p.parse_args(argv)
-    ts = TorchServeClient.from_config(args.config, key_file=args.key_file)
-    while True:
-        renew_into(ts, args.out, int(args.mode, 8))
-        if args.once:
-            return 0
-        time.sleep(args.every)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

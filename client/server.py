@@ -3,7 +3,7 @@ throwaway ones for tests, benchmarks and reliability runs (``Server.throwaway``)
 
 Each server gets a state folder holding its TMPDIR (TorchServe keeps its PID file there, one
 server per TMPDIR), its logs and its config snapshots; the server runs in ``workdir``, where it
-writes key_file.json. ``python -m client.server start|stop|restart|status`` still works.
+writes key_file.json. The command line is ``python -m client.server_cli start|stop|restart|status``.
 """
 
 from __future__ import annotations
@@ -245,9 +245,3 @@ class Server:
 def project_server() -> Server:
     """The server `make serve` runs: the project's config, model store and var/ folder."""
     return Server(CONFIG, ROOT / "model_store", ROOT, ROOT / "var")
-
-
-if __name__ == "__main__":  # `python -m client.server ...`, as the Makefile says it; the CLI is server_cli
-    from client.server_cli import main
-
-    sys.exit(main())

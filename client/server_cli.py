@@ -1,4 +1,4 @@
-"""Command line for the project's TorchServe: ``python -m client.server start|stop|restart|status``
+"""Command line for the project's TorchServe: ``python -m client.server_cli start|stop|restart|status``
 (`make serve`, `make stop`, `make restart`, `make status`)."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from client.server import ROOT, STARTUP_TIMEOUT, Server, ServerError, project_se
 
 def parser() -> argparse.ArgumentParser:
     """One parser, every flag with its default."""
-    p = argparse.ArgumentParser(prog="python -m client.server", description="Start or stop the project's TorchServe.")
+    p = argparse.ArgumentParser(
+        prog="python -m client.server_cli", description="Start or stop the project's TorchServe."
+    )
     p.add_argument(
         "action",
         choices=("start", "stop", "restart", "status"),

@@ -4,7 +4,7 @@ An archive is code (its handler.py, an AOTInductor .so): the sha256 in its manif
 not tampering, since whoever edits the archive edits that too. So ``make archive`` writes the digest of
 every archive to ``<model store>/SHA256SUMS`` (sha256sum's format), ``make kserve`` copies each model's
 line into its InferenceService (env KIT_ARCHIVE_DIGESTS), and the archive is checked against it before
-registering (export/register.py) and before the server starts (deploy/container/start.sh).
+registering (client/register.py) and before the server starts (deploy/container/start.sh).
 
 Usage in the container: ``python -m client.trust [--model-store DIR] [--baked FILE]`` (exit 1: refused).
 """
@@ -123,9 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-store", type=Path, help="default: the config's model_store")
     p.add_argument("--config", type=Path, default=Path(os.environ.get("TS_CONFIG_FILE", "config.properties")))
     p.add_argument("--baked", type=Path, help="the image's own config: --config may not change its security")
+    p.add_argument("--pin", nargs="+", type=Path, metavar="MAR", help="pin these archives, just built (`make archive`)")
     p.add_argument("--pin-missing", action="store_true", help="pin archives of the store that have no line yet")
     args, _ = p.parse_known_args(argv)  # the rest are torchserve's arguments
     try:
+        if args.pin:  # `make archive`, right after export.archive built them
+            for archive in args.pin:
+                record_digest(archive.parent, archive)
+            return 0
         if args.pin_missing:  # `make archive`: archives built before digests were pinned
             store = args.model_store or Path("model_store")
             for archive in sorted(store.glob("*.mar")):

@@ -21,7 +21,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from client.trust import record_digest
 from export.paths import BUILD, FORMATS, HANDLERS, MODEL_STORE, ROOT, model_names, served_name
 from export.spec import ModelSpec, load_spec, requested
 from handlers.artifact import MANIFEST_FILE, read_manifest
@@ -85,7 +84,6 @@ def build_archive(name: str, version: str | None = None, store: Path = MODEL_STO
         store.mkdir(parents=True, exist_ok=True)
         shutil.move(Path(tmp) / f"{name}.mar", target)
     check_archive(target)
-    record_digest(store, target)  # pinned outside the archive: the manifest's sha256 is inside it
     return target
 
 

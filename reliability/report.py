@@ -77,7 +77,7 @@ LIMITS = """\
   timeouts were seen while a version loaded under load). The kit's updates use `synchronous=false` and poll.
 - A version's default can be switched (`PUT /models/<m>/<v>/set-default`) while both versions serve: requests
   queued before the switch are answered by the old version, later ones by the new one.
-- A restart from a snapshot (`python -m client.server restart`) restores the settings saved in the
+- A restart from a snapshot (`python -m client.server_cli restart`) restores the settings saved in the
   snapshot; edits to `config.properties` since are not read. `make serve` starts from
   `config.properties` with no models and writes a new, empty snapshot.
 """

@@ -20,9 +20,9 @@ import pytest
 import requests
 import torch
 
+from client.register import sync
 from client.server import Server
 from export.paths import ROOT
-from export.register import sync
 
 RATE, WINDOW, THRESHOLD = 16000, 512, 0.5
 

@@ -20,8 +20,8 @@ import torch
 import tritonclient.http as triton
 from PIL import Image
 
+from client.register import sync
 from client.server import Server
-from export.register import sync
 from tests.integration.test_own_model import project, run  # noqa: F401 - the project copy fixture
 
 NAME = "pngclf"

@@ -19,8 +19,8 @@ import requests
 import torch
 import yaml
 
+from client.register import sync
 from client.server import Server
-from export.register import sync
 from tests.support import copy_project
 
 V2_TYPES = {"float32": "FP32", "int64": "INT64"}

@@ -359,7 +359,7 @@ def test_keys_by_role_renew_across_processes_without_a_refusal(locked_down, tmp_
     processes all get answers for 10 s (before: 4 of 5,059 calls refused in 20 s)."""
     seconds, running = 10, locked_down  # the module's server
     role = tmp_path / "keys" / "inference.json"
-    renew = [sys.executable, "-m", "client.keys", "renew", "--config", str(running.config)]
+    renew = [sys.executable, "-m", "client.renewer", "renew", "--config", str(running.config)]
     renew += ["--key-file", str(running.key_file), "--out", str(role), "--every", "0.5"]
     renewer = subprocess.Popen(renew, cwd=ROOT)
     try:

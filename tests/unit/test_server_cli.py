@@ -1,5 +1,5 @@
 """client.server without starting TorchServe: the private config of a throwaway server, and
-`python -m client.server status` on a server that is not running; and how `python -m client
+`python -m client.server_cli status` on a server that is not running; and how `python -m client
 predict` prints an answer."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_status_of_a_stopped_server_is_an_answer_not_an_error(tmp_path, capsys):
 
 def test_the_makefile_spelling_still_runs_the_cli():
     done = subprocess.run(
-        [sys.executable, "-m", "client.server", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "client.server_cli", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and "start,stop,restart,status" in done.stdout, done.stderr
 

@@ -1,6 +1,6 @@
 """Register archives on the project's running TorchServe, and serve the ones rebuilt since, with no downtime.
 
-Usage: ``python -m export.register [--force] digits digits_onnx ...`` (``make serve``, ``make reload``).
+Usage: ``python -m client.register [--force] digits digits_onnx ...`` (``make serve``, ``make reload``).
 TorchServe unpacks an archive when it registers it and never looks again: a rebuilt ``.mar`` is not
 served until it is registered anew. Each served name goes through ``client.updates.Updater.update``:
 a new or rebuilt archive is registered as a new version beside the serving one, checked against its
@@ -48,7 +48,7 @@ def sync(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: register (and update) served names on the project's server."""
-    parser = argparse.ArgumentParser(prog="python -m export.register", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m client.register", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help="served names (digits, digits_onnx)")
     parser.add_argument(
         "--force", action="store_true", help="also update models registered outside `make` (default: off)"
