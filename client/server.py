@@ -22,10 +22,11 @@ import psutil
 import requests
 
 from client.api import TorchServeClient, TorchServeError, read_properties
-from client.config import CONFIG, ROOT, private_config
 from client.config import free_ports as free_ports  # importable from here too, as before
+from client.config import private_config
 from client.health import versions as described
 from client.health import workers_ready
+from export.paths import CONFIG, ROOT
 
 TORCHSERVE = Path(sys.executable).parent / "torchserve"
 STARTUP_TIMEOUT = 180.0  # s: two busy cores, a JVM and one Python worker per model

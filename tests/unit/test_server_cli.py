@@ -10,9 +10,10 @@ import sys
 
 from client.__main__ import readable
 from client.api import read_properties
-from client.config import CONFIG, ROOT, private_config
+from client.config import private_config
 from client.server import Server
 from client.server_cli import status
+from export.paths import CONFIG, ROOT
 
 
 def test_private_config_moves_every_port_and_keeps_the_rest(tmp_path):
