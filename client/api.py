@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from client.files import read_properties as read_properties  # the name callers know
 from client.keys import Key, KeyFile
 from client.versions import store_archive
 
@@ -27,17 +28,6 @@ class TorchServeError(Exception):
         self.type = body.get("type", "") if isinstance(body, dict) else ""
         self.message = body.get("message", body) if isinstance(body, dict) else body
         super().__init__(f"{what}: TorchServe answered {status} {self.type}: {self.message}".replace("  ", " "))
-
-
-def read_properties(path: Path) -> dict[str, str]:
-    """The key=value lines of a Java properties file such as config.properties."""
-    props = {}
-    for line in Path(path).read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", "!")) and "=" in line:
-            key, value = line.split("=", 1)
-            props[key.strip()] = value.strip()
-    return props
 
 
 def refused_key(response: requests.Response) -> bool:

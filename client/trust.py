@@ -12,10 +12,11 @@ Usage in the container: ``python -m client.trust [--model-store DIR] [--baked FI
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
+
+from client.files import read_properties, sha256_file
 
 DIGESTS = "SHA256SUMS"
 ENV = "KIT_ARCHIVE_DIGESTS"  # the pinned lines themselves (KServe), preferred over the file
@@ -42,14 +43,6 @@ PINNED_SETTINGS = (
 
 class TrustError(PermissionError):
     """An archive without a pinned digest, or with another one; or a config that drops a setting."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_digests(text: str) -> dict[str, str]:
@@ -98,19 +91,9 @@ def verify_store(store: Path) -> list[str]:
     return names
 
 
-def properties(path: Path) -> dict[str, str]:
-    props = {}
-    for line in Path(path).read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", "!")) and "=" in line:
-            key, value = line.split("=", 1)
-            props[key.strip()] = value.strip()
-    return props
-
-
 def check_config(config: Path, baked: Path) -> None:
     """Refuse a config (a KServe bucket's) whose security settings differ from the image's ``baked`` one."""
-    got, want = properties(config), properties(baked)
+    got, want = read_properties(config), read_properties(baked)
     changed = [k for k in PINNED_SETTINGS if got.get(k) != want.get(k)]
     if changed:
         shown = ", ".join(f"{k}={got.get(k)!r} (image: {want.get(k)!r})" for k in changed)
@@ -139,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.baked and args.baked.resolve() != args.config.resolve():
             check_config(args.config, args.baked)
-        store = args.model_store or Path(properties(args.config).get("model_store", "model_store"))
+        store = args.model_store or Path(read_properties(args.config).get("model_store", "model_store"))
         names = verify_store(store)
     except (TrustError, OSError, ValueError) as err:
         print(f"refusing to start: {err}", file=sys.stderr)

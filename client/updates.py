@@ -27,6 +27,7 @@ from pathlib import Path
 
 from client.answers import difference
 from client.api import TorchServeClient, TorchServeError
+from client.files import sha256_file
 from client.health import workers_ready
 from client.samples import archive_samples
 from client.versions import (
@@ -36,7 +37,6 @@ from client.versions import (
     expected_of,
     new_version,
     scaled_version,
-    sha256_file,
     store_archive,
 )
 

@@ -16,7 +16,6 @@ state (``var/versions.json`` for `make serve`'s server).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -47,15 +46,6 @@ def store_archive(name: str, store: Path | None = None) -> str:
         if path.is_symlink() or not path.is_file():
             raise ValueError(f"{name}: no such archive in the model store {store}")
     return name
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def archive_version(path: Path) -> tuple[str, str]:

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import yaml
 
+from client.files import sha256_file
 from client.trust import ENV as DIGEST_ENV
-from client.trust import record_digest, sha256_file
+from client.trust import record_digest
 from export.archive import check_archive
 from export.paths import BUILD, MODEL_STORE, ROOT, model_names
 from export.spec import load_spec

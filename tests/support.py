@@ -204,7 +204,8 @@ def copy_project(into: Path) -> Path:
         (into / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, into / name)
     (into / ".venv").symlink_to((ROOT / ".venv").resolve())
-    os.utime(into / "requirements.txt", (0, 0))  # the shared venv is up to date: make must not rebuild it
+    for name in ("requirements.txt", "requirements-runtime.txt"):  # the shared venv is up to date: no rebuild
+        os.utime(into / name, (0, 0))
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
         subprocess.run([*git, *command], cwd=into, check=True, capture_output=True)

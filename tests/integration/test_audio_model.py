@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -22,7 +20,7 @@ import torch
 
 from client.register import sync
 from client.server import Server
-from export.paths import ROOT
+from tests.support import copy_project
 
 RATE, WINDOW, THRESHOLD = 16000, 512, 0.5
 
@@ -114,26 +112,6 @@ def run(project: Path, *command: str) -> str:
     done = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
-
-
-def copy_project(copy: Path) -> Path:
-    """The working tree (tracked and untracked files, no model folders) as a git repository."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in listed:
-        parts = Path(name).parts
-        if parts[0] == "models" and len(parts) > 2 or not (ROOT / name).is_file():
-            continue
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, copy / name)
-    (copy / ".venv").symlink_to((ROOT / ".venv").resolve())
-    for name in ("requirements.txt", "requirements-runtime.txt"):  # the shared venv is up to date: no rebuild
-        os.utime(copy / name, (0, 0))
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
-        subprocess.run([*git, *command], cwd=copy, check=True, capture_output=True)
-    return copy
 
 
 # The user's one edit after `make new-model SAMPLES=`: the window; the rest is read from the file and the clips.
