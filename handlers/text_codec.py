@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from handlers.errors import InvalidInput, MalformedRequest
+from handlers.inputs import json_kind
 
 FIELDS = ("ids", "mask", "type_ids")
 PAD_TOKENS = ("[PAD]", "<pad>", "<|pad|>", "<PAD>")  # when the file configures no padding
@@ -64,13 +65,7 @@ class TextEncoder:
         """Each text (a non-empty str) as token tensors; raises InvalidInput/MalformedRequest naming
         the bad text (``what`` is how the request calls it)."""
         for i, text in enumerate(texts):
-            where = what if len(texts) == 1 else f"{what}[{i}]"
-            if not isinstance(text, str) or not text.strip():
-                raise InvalidInput(f"{where} must be a non-empty string")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # a lone surrogate such as "\ud800" (valid JSON, not Unicode)
-                raise MalformedRequest(f"{where} is not valid Unicode (a lone surrogate)") from None
+            check_text(text, what if len(texts) == 1 else f"{what}[{i}]")
         encodings = [self.tokenizer.encode(text[: self.max_chars]) for text in texts]
         width = max(len(e.ids) for e in encodings)
         tensors = {f: torch.full((len(texts), width), self.pad_of(f), dtype=torch.int64) for f in FIELDS}
@@ -81,6 +76,16 @@ class TextEncoder:
             tensors["type_ids"][row, :n] = torch.tensor(e.type_ids, dtype=torch.int64)
         cut = [bool(e.overflowing) or len(t) > self.max_chars for e, t in zip(encodings, texts, strict=True)]
         return Encoded(tensors, [len(e.ids) for e in encodings], cut)
+
+
+def check_text(text, where: str) -> None:
+    """Raise a 4xx unless ``text`` is a non-empty str of valid Unicode; ``where`` names it."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput(f"{where} must be a non-empty string; got {json_kind(text)}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800" (valid JSON, not Unicode)
+        raise MalformedRequest(f"{where} is not valid Unicode (a lone surrogate)") from None
 
 
 def decode_text(body) -> str:

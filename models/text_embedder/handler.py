@@ -8,9 +8,10 @@ from typing import Any
 import torch
 
 from handlers.base import Decoded, ManifestHandler
-from handlers.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from handlers.errors import InvalidInput, UnsupportedMediaType
 from handlers.inputs import json_field, json_kind, parse_json
 from handlers.oip import V2Request
+from handlers.text_codec import check_text, decode_text
 
 
 class TextEmbedder(ManifestHandler):
@@ -54,7 +55,7 @@ class TextEmbedder(ManifestHandler):
                 raise InvalidInput(f'"texts" must be a non-empty list of strings; got {_kind(value)}')
             return self._encode(texts, single, name)
         if content_type.startswith("text/"):
-            return self._encode([_decode(body)], True, None)
+            return self._encode([decode_text(body)], True, None)
         raise UnsupportedMediaType(f"send {self.expected} (UTF-8)")
 
     def preprocess_v2(self, request: V2Request) -> Decoded:
@@ -62,19 +63,16 @@ class TextEmbedder(ManifestHandler):
         tensor = self.v2_input(request, "text")
         if tensor.datatype != "BYTES":
             raise InvalidInput(f"input 'text' must be BYTES (one UTF-8 text per element); got {tensor.datatype}")
-        return self._encode([_decode(t) for t in tensor.data], False, "text")
+        return self._encode([decode_text(t) for t in tensor.data], False, "text")
 
     def _encode(self, texts: list, single: bool, name: str | None) -> Decoded:
         if len(texts) > self.max_texts:
             raise InvalidInput(f'"texts" holds {len(texts)} texts; at most {self.max_texts} per request')
         for i, text in enumerate(texts):
             where = "the text/plain body" if name is None else f'"{name}"' if single else f'"{name}"[{i}]'
-            if not isinstance(text, str) or not text.strip():
+            if not isinstance(text, str) or not text.strip():  # the kit's check, this handler's wording
                 raise InvalidInput(f"{where} must be a non-empty string; got {_kind(text)}")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # a lone surrogate such as "\ud800" (valid JSON, not Unicode)
-                raise MalformedRequest(f"{where} is not valid Unicode (a lone surrogate)") from None
+            check_text(text, where)
         encodings = [self.tokenizer.encode(text[: self.max_chars]) for text in texts]
         width = max(len(e.ids) for e in encodings)
         ids = torch.full((len(texts), width), int(self.input_specs[0].pad), dtype=torch.int64)
@@ -108,15 +106,6 @@ class TextEmbedder(ManifestHandler):
                 )
             answers.append(answer)
         return answers
-
-
-def _decode(body: Any) -> str:
-    if isinstance(body, str):
-        return body
-    try:
-        return bytes(body).decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedRequest("the text is not valid UTF-8") from None
 
 
 def _kind(value: Any) -> str:
