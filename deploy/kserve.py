@@ -14,7 +14,6 @@ docs/SCALING.md.
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import re
@@ -27,13 +26,13 @@ import yaml
 from client.files import sha256_file
 from client.trust import ENV as DIGEST_ENV
 from client.trust import record_digest
+from deploy.kserve_gpu import CUDA_IMAGE, cuda_runtime, declares_gpu, gpu_service
 from export.archive import check_archive
 from export.paths import BUILD, MODEL_STORE, ROOT, model_names
 from export.spec import load_spec
 
 RUNTIME = "torchserve-kit"  # the ServingRuntime's name, and the model format only it supports
 DEFAULT_IMAGE = "localhost/torchserve-kit:latest"
-GPU_RUNTIME, CUDA_IMAGE = f"{RUNTIME}-cuda", "localhost/torchserve-kit:cuda"  # `make image-cuda`
 MOUNT = "/mnt/models"  # where KServe's storage initializer puts the storageUri's contents
 CONTAINER_CONFIG = ROOT / "deploy" / "container" / "config.properties"
 INFERENCE_PORT = 8080  # the container config's inference_address
@@ -206,35 +205,6 @@ def network_policy(names: list[str]) -> dict:
             "egress": [{"to": [pods("kube-system", {"k8s-app": "kube-dns"})], "ports": dns}],
         },
     }
-
-
-def declares_gpu(name: str) -> bool:
-    """Whether a model asks for a GPU: ``cuda`` in its spec's ``devices``, or ``deviceType: gpu`` in its
-    model-config.yaml."""
-    spec = load_spec(name)
-    config = yaml.safe_load((spec.folder / "model-config.yaml").read_text()) or {}
-    return "cuda" in spec.devices or str(config.get("deviceType", "")).lower() == "gpu"
-
-
-def gpu_service(service: dict, values: dict) -> dict:
-    """A GPU model's InferenceService: our CUDA runtime, ``nvidia.com/gpu`` limits (``gpus``, default 1;
-    KServe merges them into the runtime's container), and the ``nodeSelector`` and ``tolerations`` of the
-    user's values (none by default: clusters label and taint their GPU nodes differently)."""
-    service = copy.deepcopy(service)
-    predictor = service["spec"]["predictor"]
-    predictor["model"]["runtime"] = GPU_RUNTIME
-    predictor["model"]["resources"] = {"limits": {"nvidia.com/gpu": str(values.get("gpus", 1))}}
-    predictor |= {key: values[key] for key in ("nodeSelector", "tolerations") if values.get(key)}
-    return service
-
-
-def cuda_runtime(runtime: dict, image: str) -> dict:
-    """The ServingRuntime of GPU models: ours on the CUDA image, chosen by name only."""
-    cuda = copy.deepcopy(runtime)
-    cuda["metadata"]["name"] = GPU_RUNTIME
-    cuda["spec"]["supportedModelFormats"][0]["autoSelect"] = False
-    cuda["spec"]["containers"][0]["image"] = image
-    return cuda
 
 
 def write_repository(

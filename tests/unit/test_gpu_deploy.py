@@ -6,15 +6,8 @@ from __future__ import annotations
 
 import re
 
-from deploy.kserve import (
-    CUDA_IMAGE,
-    GPU_RUNTIME,
-    RUNTIME,
-    cuda_runtime,
-    gpu_service,
-    inference_service,
-    serving_runtime,
-)
+from deploy.kserve import RUNTIME, inference_service, serving_runtime
+from deploy.kserve_gpu import CUDA_IMAGE, GPU_RUNTIME, cuda_runtime, gpu_service
 from export.paths import ROOT, model_names
 from export.spec import load_spec
 
