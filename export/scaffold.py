@@ -163,18 +163,6 @@ def add_outputs(spec, values: dict) -> None:
     path.write_text(path.read_text() + "\n".join(lines) + "\n")
 
 
-def wants_json_sample(folder: Path) -> bool:
-    """Whether to write the generic JSON sample: the folder has no samples at all, or has no
-    handler.py (the generic handler takes JSON) and no JSON sample yet. A folder with its own
-    handler and samples keeps just those: its handler may not take the generic JSON."""
-    found = [p for p in (folder / "samples").iterdir() if p.is_file() and p.name != "expected.json"]
-    if not found:
-        return True
-    if scaffold_samples.user_samples(folder):  # SAMPLES=: the user's own files, never noise
-        return False
-    return not (folder / "handler.py").exists() and not any(p.suffix == ".json" for p in found)
-
-
 def complete(name: str) -> list[str]:
     """Add outputs, the sample and expected answers once the spec has no CHOOSE left; returns what was
     written."""
@@ -192,7 +180,7 @@ def complete(name: str) -> list[str]:
         add_outputs(spec, values)
         spec = load_spec(name)
         written.append(spec.folder / "spec.yaml")
-    if wants_json_sample(spec.folder):
+    if scaffold_samples.wants_json_sample(spec.folder):
         sample.write_text(json.dumps({"inputs": values}) + "\n")
         written.append(sample)
     expected = samples / "expected.json"

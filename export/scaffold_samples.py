@@ -119,3 +119,15 @@ def declare(spec_path: Path, name: str, codec: dict) -> bool:
     spec_path.write_text("\n".join(text) + "\n")
     (spec_path.parent / "samples" / "expected.json").unlink(missing_ok=True)
     return True
+
+
+def wants_json_sample(folder: Path) -> bool:
+    """Whether to write the generic JSON sample: the folder has no samples at all, or has no
+    handler.py (the generic handler takes JSON) and no JSON sample yet. A folder with its own
+    handler and samples keeps just those: its handler may not take the generic JSON."""
+    found = [p for p in (folder / "samples").iterdir() if p.is_file() and p.name != "expected.json"]
+    if not found:
+        return True
+    if user_samples(folder):  # SAMPLES=: the user's own files, never noise
+        return False
+    return not (folder / "handler.py").exists() and not any(p.suffix == ".json" for p in found)

@@ -21,7 +21,7 @@ import torch
 
 from handlers import batching, contract, device, oip
 from handlers.artifact import load_artifact, read_manifest
-from handlers.contract import Decoded, pad_and_cat
+from handlers.contract import Decoded, as_tuple, output_specs, pad_and_cat
 from handlers.errors import InternalError, InvalidInput, RequestError, UnsupportedMediaType
 from handlers.inputs import SEND_A_BODY, read_body
 from handlers.schema import InputSpec, input_specs
@@ -283,17 +283,6 @@ class ManifestHandler:
                 f"expected the input tensor(s) {list(self.v2_inputs)}; got {len(request.inputs)} other(s)"
             )
         return request.inputs[name]
-
-
-def output_specs(manifest: dict) -> list[dict]:
-    """The model's outputs as the manifest lists them (``{name, dtype, shape}``); one float32
-    ``output`` for manifests written before outputs were declared."""
-    return manifest.get("outputs") or [{"name": "output", "dtype": "float32"}]
-
-
-def as_tuple(output: Any) -> tuple[torch.Tensor, ...]:
-    """A model's output (a tensor, or a tuple or list of them) as a tuple."""
-    return tuple(output) if isinstance(output, (tuple, list)) else (output,)
 
 
 def set_threads(threads: int) -> None:

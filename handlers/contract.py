@@ -107,3 +107,14 @@ def pad_and_cat(tensors: list[torch.Tensor], value: float = 0) -> torch.Tensor:
         out[(slice(start, start + t.shape[0]), *(slice(0, s) for s in t.shape[1:]))] = t
         start += t.shape[0]
     return out
+
+
+def output_specs(manifest: dict) -> list[dict]:
+    """The model's outputs as the manifest lists them (``{name, dtype, shape}``); one float32
+    ``output`` for manifests written before outputs were declared."""
+    return manifest.get("outputs") or [{"name": "output", "dtype": "float32"}]
+
+
+def as_tuple(output: Any) -> tuple[torch.Tensor, ...]:
+    """A model's output (a tensor, or a tuple or list of them) as a tuple."""
+    return tuple(output) if isinstance(output, (tuple, list)) else (output,)
