@@ -189,9 +189,11 @@ def load_artifact(
         raise ArtifactIncompatible(str(err)) from None
     path = Path(folder) / entry["artifact"]
     actual = sha256_of(path)
-    if actual != entry["sha256"]:
+    # The device's entry, and the manifest's own sha256 when the entry is its main artifact: both must agree.
+    claims = [entry["sha256"]] + ([manifest["sha256"]] if entry["artifact"] == manifest["artifact"] else [])
+    if any(actual != claim for claim in claims):
         raise ArtifactMismatch(
             f"{manifest['name']}: artifact {path.name} has sha256 {actual}, but the manifest "
-            f"says {entry['sha256']}; refusing to serve an unverified model. Re-run `make archive`."
+            f"says {' and '.join(sorted(set(claims)))}; refusing to serve an unverified model. Re-run `make archive`."
         )
     return open_artifact(path, manifest, threads, device, entry.get("precision", "fp32"))

@@ -171,11 +171,14 @@ def wrong(source: Path, target: Path) -> Path:
         return data
 
     staged = _rewritten(source, target.with_suffix(".part"), negate)
-    artifact = {}
     with zipfile.ZipFile(staged) as mar:
         manifest = json.loads(mar.read("manifest.json"))
-        artifact["sha256"] = hashlib.sha256(mar.read(manifest["artifact"])).hexdigest()
-    _rewritten(staged, target, lambda name, data, m: data if name != "manifest.json" else _json(m | artifact))
+        digest = hashlib.sha256(mar.read(manifest["artifact"])).hexdigest()
+    manifest["sha256"] = digest  # and every device entry that names the same file (export/devices.py)
+    for entry in manifest.get("runtime", {}).get("devices", {}).values():
+        if entry["artifact"] == manifest["artifact"]:
+            entry["sha256"] = digest
+    _rewritten(staged, target, lambda name, data, m: data if name != "manifest.json" else _json(manifest))
     staged.unlink()
     return target
 

@@ -25,6 +25,7 @@ from client.api import TorchServeClient
 from client.config import private_config
 from client.samples import archive_samples
 from client.server import Server
+from client.trust import record_digest
 from client.updates import UpdateError, Updater
 from client.versions import History
 from deploy.kserve import CONTAINER_CONFIG
@@ -132,6 +133,7 @@ def test_sigterm_drains_before_the_server_stops(model_store, tmp_path):
     store = tmp_path / "store"
     store.mkdir()
     shutil.copy2(model_store / f"{model}.mar", store)
+    record_digest(store, store / f"{model}.mar")  # start.sh serves pinned archives only (client/trust.py)
     config = private_config(tmp_path / "config.properties", store, CONTAINER_CONFIG, default_workers_per_model="1")
     env = os.environ | {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -143,6 +145,7 @@ def test_sigterm_drains_before_the_server_stops(model_store, tmp_path):
         "KIT_HEALTH_STATE": str(tmp_path / "warm.json"),
         "KIT_DRAIN_DELAY": str(DRAIN_DELAY),
         "KIT_DRAIN_GRACE": "15",
+        "KIT_BAKED_CONFIG": str(config),  # the image's own config: here the same file
     }
     probe = [sys.executable, "-m", "client.health", "ready", "--config", str(config)]
 
