@@ -8,6 +8,7 @@ Needs podman and a built image: `make test-image`; skipped otherwise."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -20,7 +21,10 @@ from tests.container.test_image import Container, kserve_out, podman  # noqa: F4
 from tests.integration.kserve_support import runtime_container
 from tests.support import samples
 
-pytestmark = pytest.mark.container
+pytestmark = [
+    pytest.mark.container,
+    pytest.mark.skipif(os.environ.get("KIT_CONTAINER_TESTS") != "1", reason="needs the image: make test-image"),
+]
 THREADS, LOAD_BEFORE_STOP_S = 8, 3.0
 
 
